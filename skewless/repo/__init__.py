@@ -1,0 +1,1 @@
+"""The feature repo: loading definitions, planning changes, applying them to Feast and the DB."""

@@ -1,0 +1,29 @@
+"""Small checks shared by every definition class, so their messages read the same."""
+
+from __future__ import annotations
+
+import re
+
+from skewless._errors import DefinitionError
+
+__all__ = ["check_name"]
+
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def check_name(name: object, *, what: str) -> str:
+    """Return ``name`` if it is a lowercase identifier (it becomes a column, key and Feast name).
+
+    >>> check_name("card_activity", what="view")
+    'card_activity'
+    >>> check_name("Card Activity", what="view")
+    Traceback (most recent call last):
+    ...
+    skewless._errors.DefinitionError: view name 'Card Activity' is not valid; use lowercase letters, digits and '_', starting with a letter.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise DefinitionError(
+            f"{what} name {name!r} is not valid; use lowercase letters, digits and '_', "
+            "starting with a letter."
+        )
+    return name
