@@ -6,6 +6,8 @@ The URL comes from, in order: a connection handed over by skewless (automatic up
 
 from __future__ import annotations
 
+from logging.config import fileConfig
+
 from sqlalchemy import create_engine
 
 from alembic import context
