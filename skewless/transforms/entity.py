@@ -10,6 +10,7 @@ import polars as pl
 from skewless._errors import DefinitionError
 from skewless.transforms._checks import check_name
 from skewless.transforms.dtypes import dtype_name, validate_dtype
+from skewless.transforms.versioning import content_version
 
 __all__ = ["Entity"]
 
@@ -48,6 +49,11 @@ class Entity:
                 f"entity '{self.name}': join key type {dtype} is not supported; use pl.String or pl.Int64."
             )
         object.__setattr__(self, "dtype", dtype)
+
+    @property
+    def version(self) -> str:
+        """Content hash of the declaration: its definition version."""
+        return content_version(self.spec())
 
     def spec(self) -> dict[str, Any]:
         """The declaration as plain data: what the definition version hashes."""

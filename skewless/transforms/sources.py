@@ -13,6 +13,7 @@ from skewless._errors import DefinitionError
 from skewless.transforms._checks import check_name
 from skewless.transforms.dtypes import TIMESTAMP, dtype_name, validate_dtype
 from skewless.transforms.durations import format_duration, parse_duration
+from skewless.transforms.versioning import content_version
 
 __all__ = ["EventSource"]
 
@@ -105,6 +106,11 @@ class EventSource:
     def empty_frame(self) -> pl.DataFrame:
         """A zero-row frame with this source's schema, for checking transforms cheaply."""
         return pl.DataFrame(schema=self.columns)
+
+    @property
+    def version(self) -> str:
+        """Content hash of the declaration: its definition version."""
+        return content_version(self.spec())
 
     def spec(self) -> dict[str, Any]:
         """The declaration as plain data: what the definition version hashes."""

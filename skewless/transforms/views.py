@@ -7,8 +7,6 @@ Both check everything they can at definition time and say which view is wrong an
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,6 +22,7 @@ from skewless.transforms.durations import format_duration, parse_duration
 from skewless.transforms.entity import Entity
 from skewless.transforms.row_transform import RowTransform, transform_outputs, transform_source
 from skewless.transforms.sources import EventSource
+from skewless.transforms.versioning import content_version
 
 __all__ = ["FeatureView", "PlainView", "View"]
 
@@ -92,8 +91,7 @@ class _ViewBase:
     @property
     def version(self) -> str:
         """Content hash of the declaration and transform source: the definition version."""
-        canonical = json.dumps(self.spec(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+        return content_version(self.spec())
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,1 @@
+"""The ``skewless`` command line (typer + rich)."""

@@ -1,0 +1,97 @@
+"""Entry point: the typer app, and the one place that turns errors into one-line messages."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from skewless._errors import SkewlessError
+from skewless._version import __version__
+from skewless.cli._common import RepoOption, console, err_console
+from skewless.cli.data_commands import generate
+from skewless.cli.repo_commands import apply, init, plan
+from skewless.settings import Settings
+from skewless.stores.redis_connection import stop_local_redis
+
+__all__ = ["app", "run"]
+
+app = typer.Typer(
+    name="skewless",
+    help="One feature definition, computed identically offline (DuckDB) and online (Redis), "
+    "with training/serving skew monitors.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """Options every command accepts."""
+
+
+@app.command()
+def version() -> None:
+    """Print the versions of skewless, Feast and Python."""
+    import feast
+
+    console.print(f"skewless {__version__} (feast {feast.__version__}, python {platform.python_version()})")
+
+
+@app.command("redis-stop")
+def redis_stop(repo: RepoOption = None) -> None:
+    """Stop the local Redis skewless started for this repo (its data stays on disk)."""
+    stopped = stop_local_redis(Settings.load(repo).state_dir)
+    console.print("Stopped the local Redis." if stopped else "No local Redis was running for this repo.")
+
+
+@app.command()
+def demo(repo: RepoOption = None) -> None:
+    """Run the end-to-end demo on the example repo: generate data, apply, then plan again.
+
+    The second plan shows that an applied repo plans to no changes.
+    """
+    settings = Settings.load(repo)
+    if not (settings.repo / "data" / "transactions.parquet").exists():
+        generate(repo=settings.repo)
+    apply(repo=settings.repo)
+    plan(repo=settings.repo)
+
+
+app.command()(init)
+app.command()(plan)
+app.command()(apply)
+app.command()(generate)
+
+
+def run() -> None:
+    """Run the CLI: user errors print one line and exit 1; --debug shows tracebacks."""
+    debug = "--debug" in sys.argv
+    try:
+        app(standalone_mode=False)
+    except SkewlessError as exc:
+        if debug:
+            raise
+        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("Aborted.")
+        sys.exit(130)
+    except Exception as exc:  # a bug in skewless: still one line unless --debug
+        if debug:
+            raise
+        err_console.print(
+            f"[red]internal error:[/] {type(exc).__name__}: {exc} (run again with --debug for the "
+            "traceback, and please report it)",
+            highlight=False,
+        )
+        sys.exit(2)

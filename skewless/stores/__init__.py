@@ -1,0 +1,1 @@
+"""Connections to the stores skewless writes: Redis (online) and, later, DuckDB (offline)."""
