@@ -78,7 +78,7 @@ def run() -> None:
     except SkewlessError as exc:
         if debug:
             raise
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except click.ClickException as exc:
         exc.show()

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
 from datetime import timedelta
-from typing import Any
-
-from feast import Entity as FeastEntity
-from feast import FeatureView as FeastFeatureView
-from feast import Field, FileSource
+from typing import TYPE_CHECKING, Any
 
 from skewless._errors import DefinitionError
 from skewless.transforms.dtypes import to_feast_type, to_feast_value_type
@@ -24,8 +20,13 @@ from skewless.transforms.views import FeatureView, PlainView, View
 
 __all__ = ["EXPOSED_MARKER", "expose_to_feast", "offline_table_path", "to_feast"]
 
+if TYPE_CHECKING:
+    from feast import Entity as FeastEntity
+    from feast import FeatureView as FeastFeatureView
+    from feast import FileSource
+
 EXPOSED_MARKER = "__skewless_exposed_to_feast__"
-FeastObject = FeastEntity | FeastFeatureView | FileSource
+FeastObject = Any  # a Feast Entity, FeatureView or FileSource (Feast is imported only when used)
 
 
 def offline_table_path(view_name: str) -> str:
@@ -34,6 +35,8 @@ def offline_table_path(view_name: str) -> str:
 
 
 def _feast_entity(entity: Entity) -> FeastEntity:
+    from feast import Entity as FeastEntity
+
     return FeastEntity(
         name=entity.name,
         join_keys=[entity.join_key],
@@ -43,6 +46,8 @@ def _feast_entity(entity: Entity) -> FeastEntity:
 
 
 def _feast_source(view: View) -> FileSource:
+    from feast import FileSource
+
     if isinstance(view, FeatureView):
         return FileSource(
             name=f"{view.name}_offline",
@@ -65,6 +70,9 @@ def _feast_source(view: View) -> FileSource:
 
 
 def _feast_view(view: View, entities: dict[str, FeastEntity], source: FileSource) -> FeastFeatureView:
+    from feast import FeatureView as FeastFeatureView
+    from feast import Field
+
     keys = [Field(name=e.join_key, dtype=to_feast_type(e.dtype)) for e in view.entities]
     features = [Field(name=name, dtype=to_feast_type(dt)) for name, dt in view.schema.items()]
     kind = "feature_view" if isinstance(view, FeatureView) else "plain_view"

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from feast import FeatureStore as FeastFeatureStore
-from feast.errors import FeastError
-from feast.repo_config import load_repo_config
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
 
 from skewless._errors import ConfigError
 from skewless.settings import Settings
 from skewless.stores.redis_connection import feast_connection_string
+
+if TYPE_CHECKING:
+    from feast import FeatureStore as FeastFeatureStore
 
 __all__ = ["feast_store"]
 
 
 def feast_store(settings: Settings, redis_url: str) -> FeastFeatureStore:
     """Feast's store for ``settings.repo`` with its online store at ``redis_url``."""
+    from feast import FeatureStore as FeastFeatureStore  # slow to import: only when used
+    from feast.errors import FeastError
+    from feast.repo_config import load_repo_config
+    from pydantic import ValidationError
+
     yaml_path = settings.repo / "feature_store.yaml"
     try:
         config = load_repo_config(settings.repo, yaml_path)

@@ -1,15 +1,21 @@
 """Load a feature repo: import its Python files and collect the skewless definitions in them.
 
-Files are imported the way Feast imports them (repo root on ``sys.path``, module names relative to
-it), so both tools see the same objects. Any error raised while a file runs is reported as a
+Files get the module names Feast gives them (dotted paths relative to the repo root), and are
+compiled from source on every load so that an edit is never hidden by cached bytecode. Any error raised while a file runs is reported as a
 ``DefinitionError`` that starts with ``file:line``.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import linecache
+import os
 import sys
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -51,18 +57,51 @@ def _repo_files(root: Path) -> list[Path]:
     )
 
 
-def _forget_modules_under(root: Path) -> None:
-    """Drop cached modules of this repo, so a re-load sees edited files."""
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
-        if file and Path(file).resolve().is_relative_to(root):
-            del sys.modules[name]
+class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
+    """Compile from source every time: cached bytecode can miss an edit made within a second."""
+
+    def get_code(self, fullname: str) -> object:
+        path = self.get_filename(fullname)
+        return compile(self.get_data(path), path, "exec", dont_inherit=True)
+
+
+class _RepoFinder(importlib.abc.MetaPathFinder):
+    """Finds the repo's own modules (and packages) and loads them fresh from source."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        base = self.root.joinpath(*fullname.split("."))
+        for candidate, is_package in ((base.with_suffix(".py"), False), (base / "__init__.py", True)):
+            if candidate.is_file():
+                loader = _FreshSourceLoader(fullname, str(candidate))
+                locations = [str(base)] if is_package else None
+                return importlib.util.spec_from_file_location(
+                    fullname, candidate, loader=loader, submodule_search_locations=locations
+                )
+        return None
+
+
+def _module_name(root: Path, path: Path) -> str:
+    return ".".join(path.relative_to(root).with_suffix("").parts)
+
+
+def _forget_modules(root: Path, files: list[Path]) -> None:
+    """Drop cached modules with this repo's module names (from this or another repo) and their
+    source lines, so a re-load runs the files as they are now."""
+    for path in files:
+        module = sys.modules.pop(_module_name(root, path), None)
+        linecache.cache.pop(str(path), None)
+        if module is not None and getattr(module, "__file__", None):
+            linecache.cache.pop(module.__file__, None)
 
 
 def _import(root: Path, path: Path) -> ModuleType:
-    module_name = ".".join(path.relative_to(root).with_suffix("").parts)
     try:
-        return importlib.import_module(module_name)
+        return importlib.import_module(_module_name(root, path))
     except DefinitionError as exc:
         raise DefinitionError(f"{_where(exc, root, path)}: {exc}") from exc
     except Exception as exc:  # the user's code failed to run: say where and what
@@ -76,7 +115,7 @@ def _where(exc: BaseException, root: Path, path: Path) -> str:
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{Path(exc.filename).relative_to(root.parent)}:{exc.lineno}"
     frames = [
-        f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve().is_relative_to(root)
+        f for f in traceback.extract_tb(exc.__traceback__) if os.path.isabs(f.filename) and Path(f.filename).resolve().is_relative_to(root)
     ]
     frame = frames[-1] if frames else None
     shown = Path(frame.filename) if frame else path
@@ -100,14 +139,16 @@ def _collect(kind: type, found: dict[str, object], obj: object, where: str, plac
 def load_repo(root: Path) -> Repo:
     """Import every Python file under ``root`` and collect its entities, sources and views."""
     root = root.resolve()
-    _forget_modules_under(root)
+    files = _repo_files(root)
+    _forget_modules(root, files)
     entities: dict[str, object] = {}
     sources: dict[str, object] = {}
     views: dict[str, object] = {}
     places: dict[int, str] = {}
-    sys.path.insert(0, str(root))
+    finder = _RepoFinder(root)
+    sys.meta_path.insert(0, finder)
     try:
-        for path in _repo_files(root):
+        for path in files:
             module = _import(root, path)
             where = str(path.relative_to(root.parent))
             declared_views = False
@@ -125,7 +166,7 @@ def load_repo(root: Path) -> Repo:
                     "`expose_to_feast(globals())` as its last line."
                 )
     finally:
-        sys.path.remove(str(root))
+        sys.meta_path.remove(finder)
     for view in views.values():
         for entity in view.entities:  # type: ignore[attr-defined]
             entities.setdefault(entity.name, entity)

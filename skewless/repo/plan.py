@@ -8,15 +8,17 @@ Feast and records new definition versions, retiring the ones they replace.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from feast import FeatureStore as FeastFeatureStore
 from sqlalchemy import select
 
 from skewless.metadata import Database
 from skewless.metadata.models import DefinitionVersion, utcnow
 from skewless.repo.feast_export import to_feast
 from skewless.repo.loader import Repo
+
+if TYPE_CHECKING:
+    from feast import FeatureStore as FeastFeatureStore
 
 __all__ = ["Change", "Plan", "apply_plan", "make_plan"]
 

@@ -89,7 +89,8 @@ class Aggregation:
         object.__setattr__(self, "name", check_name(self.name or default_name, what=f"{what}: feature"))
 
     def _describe(self) -> str:
-        args = ", ".join(repr(a) for a in (self.column, self.window) if a is not None)
+        window = format_duration(self.window) if isinstance(self.window, timedelta) else self.window
+        args = ", ".join(repr(a) for a in (self.column, window) if a is not None)
         return f"aggregation {self.function}({args})"
 
     def output_dtype(self, input_dtype: pl.DataType | None, *, view: str) -> pl.DataType:

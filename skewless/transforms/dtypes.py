@@ -7,12 +7,15 @@ Timestamps are always ``pl.Datetime("us", "UTC")``: naive times are ambiguous (d
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import polars as pl
-from feast import types as feast_types
-from feast.types import FeastType
-from feast.value_type import ValueType
 
 from skewless._errors import DefinitionError
+
+if TYPE_CHECKING:  # Feast takes seconds to import: only the Feast bridge pays for it
+    from feast.types import FeastType
+    from feast.value_type import ValueType
 
 __all__ = [
     "TIMESTAMP",
@@ -25,14 +28,15 @@ __all__ = [
 
 TIMESTAMP = pl.Datetime("us", "UTC")
 
-_FEAST_TYPES: dict[str, tuple[FeastType, ValueType]] = {
-    "Int32": (feast_types.Int32, ValueType.INT32),
-    "Int64": (feast_types.Int64, ValueType.INT64),
-    "Float32": (feast_types.Float32, ValueType.FLOAT),
-    "Float64": (feast_types.Float64, ValueType.DOUBLE),
-    "String": (feast_types.String, ValueType.STRING),
-    "Boolean": (feast_types.Bool, ValueType.BOOL),
-    "Datetime": (feast_types.UnixTimestamp, ValueType.UNIX_TIMESTAMP),
+# polars type name -> (Feast feature type name, Feast ValueType member name)
+_FEAST_TYPES: dict[str, tuple[str, str]] = {
+    "Int32": ("Int32", "INT32"),
+    "Int64": ("Int64", "INT64"),
+    "Float32": ("Float32", "FLOAT"),
+    "Float64": ("Float64", "DOUBLE"),
+    "String": ("String", "STRING"),
+    "Boolean": ("Bool", "BOOL"),
+    "Datetime": ("UnixTimestamp", "UNIX_TIMESTAMP"),
 }
 
 
@@ -67,9 +71,13 @@ def is_numeric(dtype: pl.DataType) -> bool:
 
 def to_feast_type(dtype: pl.DataType) -> FeastType:
     """Feast's feature type for a supported polars type."""
-    return _FEAST_TYPES[dtype_name(dtype)][0]
+    from feast import types as feast_types
+
+    return getattr(feast_types, _FEAST_TYPES[dtype_name(dtype)][0])  # type: ignore[no-any-return]
 
 
 def to_feast_value_type(dtype: pl.DataType) -> ValueType:
     """Feast's entity value type for a supported polars type."""
-    return _FEAST_TYPES[dtype_name(dtype)][1]
+    from feast.value_type import ValueType
+
+    return ValueType[_FEAST_TYPES[dtype_name(dtype)][1]]

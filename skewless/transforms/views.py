@@ -134,6 +134,7 @@ class FeatureView(_ViewBase):
                     f"'{aggregation.column}'; known columns: {', '.join(columns)}."
                 )
         self._check_transform_schema()
+        _ = self.schema  # resolves every output type: rejects e.g. a sum over a string column
 
     @property
     def input_columns(self) -> dict[str, pl.DataType]:

@@ -1,0 +1,116 @@
+"""The CLI as users run it: real processes, one-line errors, --help everywhere, --debug tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.main import get_command
+
+from skewless.cli.main import app
+
+SKEWLESS = str(Path(sys.executable).with_name("skewless"))
+
+
+def _run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SKEWLESS, *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+COMMANDS = sorted(get_command(app).commands)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str, tmp_path: Path) -> None:
+    result = _run(command, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "Usage: skewless " + command in result.stdout
+    assert len(result.stdout.splitlines()) > 4
+
+
+def test_missing_repo_is_one_line_that_says_what_to_do(tmp_path: Path) -> None:
+    result = _run("plan", cwd=tmp_path, env={"SKEWLESS_REPO": ""})
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 or "Traceback" not in result.stderr
+    assert "feature_store.yaml not found" in result.stderr and "skewless init" in result.stderr
+
+
+def test_definition_error_names_file_and_line(example_repo: Path) -> None:
+    fraud = example_repo / "fraud.py"
+    fraud.write_text(fraud.read_text().replace('window="10m"', 'window="10 minutes"'))
+    result = _run("plan", "--repo", str(example_repo), cwd=example_repo)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    flat = " ".join(result.stderr.split())
+    assert "repo/fraud.py:" in flat and "'10 minutes' is not a duration" in flat
+
+
+def test_debug_shows_the_traceback(example_repo: Path) -> None:
+    fraud = example_repo / "fraud.py"
+    fraud.write_text(fraud.read_text().replace('window="10m"', 'window="10 minutes"'))
+    result = _run("--debug", "plan", "--repo", str(example_repo), cwd=example_repo)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "DefinitionError" in result.stderr
+
+
+def test_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
+    result = _run("plan", "--nope", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "No such option" in result.stderr
+
+
+def test_init_plan_apply_plan(tmp_path: Path, redis_url: str) -> None:
+    repo = tmp_path / "new_repo"
+    env = {"REDIS_URL": redis_url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
+    created = _run("init", str(repo), "--events", "2000", cwd=tmp_path, env=env)
+    assert created.returncode == 0, created.stderr
+    assert (repo / "fraud.py").exists() and (repo / "data" / "transactions.parquet").exists()
+    planned = _run("plan", "--repo", str(repo), cwd=tmp_path, env=env)
+    assert planned.returncode == 0, planned.stderr
+    assert "card_activity" in planned.stdout and "add" in planned.stdout
+    applied = _run("apply", "--repo", str(repo), cwd=tmp_path, env=env)
+    assert applied.returncode == 0, applied.stderr
+    assert "Applied. 3 views, 2 entities and 2 sources" in applied.stdout
+    again = _run("plan", "--repo", str(repo), cwd=tmp_path, env=env)
+    assert "No changes." in again.stdout
+
+
+def test_init_refuses_a_non_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("x")
+    result = _run("init", str(tmp_path / "taken"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "is not empty; pick a new directory" in result.stderr
+
+
+def test_plan_rejects_data_that_contradicts_the_schema(example_repo: Path, tmp_path: Path) -> None:
+    import polars as pl
+
+    (example_repo / "data").mkdir()
+    pl.DataFrame({"card_id": ["c1"], "credit_limit": ["high"]}).write_parquet(
+        example_repo / "data" / "card_profiles.parquet"
+    )
+    result = _run(
+        "plan",
+        "--repo",
+        str(example_repo),
+        cwd=tmp_path,
+        env={"SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"},
+    )
+    assert result.returncode == 1
+    flat = " ".join(result.stderr.split())
+    assert (
+        "source 'card_profiles': column 'credit_limit' is String in data/card_profiles.parquet but declared Float64"
+        in flat
+    )

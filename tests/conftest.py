@@ -1,0 +1,97 @@
+"""Fixtures for the real services: PostgreSQL, SQLite, Redis, and fresh copies of the example repo.
+
+Services come from SKEWLESS_TEST_POSTGRES_URL and SKEWLESS_TEST_REDIS_URL (defaults: this
+machine's PostgreSQL database `test` and Redis on 127.0.0.1:6379). A missing service skips its
+tests on a laptop, and fails them when CI is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from skewless._resources import resource_dir
+from skewless.metadata import Database, open_database
+from skewless.settings import Settings
+
+POSTGRES_URL = os.environ.get("SKEWLESS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SKEWLESS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable ({exc})"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI must provide it", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A brand-new PostgreSQL database, dropped afterwards."""
+    name = f"skewless_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        _unavailable("PostgreSQL", exc)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        base = POSTGRES_URL.rsplit("/", 1)[0]
+        yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A new SQLite database file."""
+    return f"sqlite:///{tmp_path / 'meta.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each metadata backend in turn: SQLite (the default) and PostgreSQL."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """An open, migrated metadata database on each backend."""
+    db = open_database(database_url)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """This machine's real Redis; tests keep to their own keys and clean them up."""
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis", exc)
+    return REDIS_URL
+
+
+@pytest.fixture
+def example_repo(tmp_path: Path) -> Path:
+    """A fresh copy of the example feature repo (no data, no state)."""
+    target = tmp_path / "repo"
+    shutil.copytree(
+        resource_dir("feature_repo"),
+        target,
+        ignore=shutil.ignore_patterns("data", ".skewless", "__pycache__"),
+    )
+    return target
+
+
+@pytest.fixture
+def repo_settings(example_repo: Path, database_url: str, redis_url: str) -> Settings:
+    """Settings for the example repo copy, on each metadata backend and the real Redis."""
+    return Settings.load(example_repo, env={"SKEWLESS_DATABASE_URL": database_url, "REDIS_URL": redis_url})
