@@ -115,7 +115,9 @@ def _where(exc: BaseException, root: Path, path: Path) -> str:
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{Path(exc.filename).relative_to(root.parent)}:{exc.lineno}"
     frames = [
-        f for f in traceback.extract_tb(exc.__traceback__) if os.path.isabs(f.filename) and Path(f.filename).resolve().is_relative_to(root)
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if os.path.isabs(f.filename) and Path(f.filename).resolve().is_relative_to(root)
     ]
     frame = frames[-1] if frames else None
     shown = Path(frame.filename) if frame else path

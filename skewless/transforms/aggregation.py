@@ -14,13 +14,14 @@ import polars as pl
 
 from skewless._errors import DefinitionError
 from skewless.transforms._checks import check_name
+from skewless.transforms.aggregations import AGGREGATORS
 from skewless.transforms.dtypes import is_numeric
 from skewless.transforms.durations import format_duration, parse_duration
 
 __all__ = ["FUNCTIONS", "Aggregation"]
 
-#: Aggregation functions and what each needs of its input column.
-FUNCTIONS = ("count", "sum", "mean", "min", "max", "distinct_count", "last")
+#: Aggregation functions a definition may name.
+FUNCTIONS = tuple(AGGREGATORS)
 _NUMERIC_ONLY = ("sum", "mean")
 _DEFAULT_GRANULARITIES = tuple(timedelta(seconds=s) for s in (86400, 3600, 300, 60, 1))
 

@@ -1,0 +1,1 @@
+"""Offline work on history: point-in-time training sets and backfills (batch executor)."""

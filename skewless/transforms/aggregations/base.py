@@ -1,0 +1,53 @@
+"""The contract every aggregation function follows (river-style).
+
+Each function is a small class that knows two things: how the batch executor computes it in SQL
+over the events of a window, and how partial state is kept, merged and read (the incremental
+executor keeps one state per tile and merges the tiles in range). Settings live in the
+constructor; state lives apart and ``clone()`` returns a fresh one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Self
+
+__all__ = ["Aggregator", "OrderKey"]
+
+#: How events are ordered for ``last``: (event time µs, ingest time µs, event id).
+OrderKey = tuple[int, int, str]
+
+
+class Aggregator(ABC):
+    """One aggregation function: SQL for the batch executor, mergeable state for the incremental one."""
+
+    #: Name used in definitions, e.g. ``Aggregation("sum", ...)``.
+    function: ClassVar[str]
+    #: True when an event's contribution can be removed again (sum, count).
+    reversible: ClassVar[bool]
+    #: True when state size does not grow with the number of events.
+    bounded_memory: ClassVar[bool]
+    #: What the function returns over no (non-null) events.
+    empty: ClassVar[Any] = None
+
+    @abstractmethod
+    def sql(self, value: str, where: str) -> str:
+        """SQL aggregate of expression ``value`` over the joined events that satisfy ``where``."""
+
+    @abstractmethod
+    def update(self, value: Any, order: OrderKey) -> None:
+        """Add one event's value (None for a null) with its order key."""
+
+    @abstractmethod
+    def merge(self, other: Self) -> None:
+        """Absorb another state of the same function (e.g. another tile)."""
+
+    @abstractmethod
+    def get(self) -> Any:
+        """The current result."""
+
+    def clone(self) -> Self:
+        """A new, empty state of the same function."""
+        return type(self)()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

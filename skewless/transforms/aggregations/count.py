@@ -1,0 +1,44 @@
+"""``count``: how many events (or non-null values) fall in the window."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from skewless.transforms.aggregations.base import Aggregator, OrderKey
+
+__all__ = ["Count"]
+
+
+class Count(Aggregator):
+    """Number of non-null values; a bare count passes the event time, which is never null.
+
+    >>> c = Count()
+    >>> for v in (3, None, 5):
+    ...     c.update(v, (0, 0, ""))
+    >>> c.get()
+    2
+    """
+
+    function = "count"
+    reversible = True
+    bounded_memory = True
+    empty = 0
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def sql(self, value: str, where: str) -> str:
+        return f"count({value}) FILTER (WHERE {where})"
+
+    def update(self, value: Any, order: OrderKey) -> None:
+        self.n += value is not None
+
+    def revert(self, value: Any) -> None:
+        """Remove one event's value again."""
+        self.n -= value is not None
+
+    def merge(self, other: Self) -> None:
+        self.n += other.n
+
+    def get(self) -> int:
+        return self.n

@@ -1,0 +1,41 @@
+"""``distinct_count``: how many different non-null values the window holds (exact)."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from skewless.transforms.aggregations.base import Aggregator, OrderKey
+
+__all__ = ["DistinctCount"]
+
+
+class DistinctCount(Aggregator):
+    """Exact number of distinct non-null values; a tile keeps its set of values.
+
+    >>> d = DistinctCount()
+    >>> for v in ("a", "b", "a", None):
+    ...     d.update(v, (0, 0, ""))
+    >>> d.get()
+    2
+    """
+
+    function = "distinct_count"
+    reversible = False
+    bounded_memory = False
+    empty = 0
+
+    def __init__(self) -> None:
+        self.values: set[Any] = set()
+
+    def sql(self, value: str, where: str) -> str:
+        return f"count(DISTINCT {value}) FILTER (WHERE {where})"
+
+    def update(self, value: Any, order: OrderKey) -> None:
+        if value is not None:
+            self.values.add(value)
+
+    def merge(self, other: Self) -> None:
+        self.values |= other.values
+
+    def get(self) -> int:
+        return len(self.values)

@@ -1,0 +1,43 @@
+"""``last``: the value of the latest event in the window (null over none)."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from skewless.transforms.aggregations.base import Aggregator, OrderKey
+
+__all__ = ["Last"]
+
+
+class Last(Aggregator):
+    """Value of the latest non-null event by (event time, ingest time, event id), then by value,
+    so the result never depends on arrival order.
+
+    >>> last = Last()
+    >>> last.update(5, (20, 21, "b"))
+    >>> last.update(9, (10, 30, "a"))  # arrived later, but happened earlier
+    >>> last.get()
+    5
+    """
+
+    function = "last"
+    reversible = False
+    bounded_memory = True
+
+    def __init__(self) -> None:
+        self.key: tuple[Any, ...] | None = None
+
+    def sql(self, value: str, where: str) -> str:
+        # ORDER BY inside the aggregate is the (event, ingest, id, value) ordering of the docs.
+        return f"last({value} ORDER BY __order, {value}) FILTER (WHERE {where} AND {value} IS NOT NULL)"
+
+    def update(self, value: Any, order: OrderKey) -> None:
+        if value is not None and (self.key is None or (*order, value) > self.key):
+            self.key = (*order, value)
+
+    def merge(self, other: Self) -> None:
+        if other.key is not None and (self.key is None or other.key > self.key):
+            self.key = other.key
+
+    def get(self) -> Any:
+        return None if self.key is None else self.key[-1]

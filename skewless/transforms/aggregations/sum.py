@@ -1,0 +1,46 @@
+"""``sum``: total of the non-null values in the window (0 over none)."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from skewless.transforms.aggregations.base import Aggregator, OrderKey
+
+__all__ = ["Sum"]
+
+
+class Sum(Aggregator):
+    """Sum of non-null values; booleans count as 0/1.
+
+    >>> s = Sum()
+    >>> for v in (1.5, None, 2.0):
+    ...     s.update(v, (0, 0, ""))
+    >>> s.get()
+    3.5
+    """
+
+    function = "sum"
+    reversible = True
+    bounded_memory = True
+    empty = 0
+
+    def __init__(self) -> None:
+        self.total: int | float = 0
+
+    def sql(self, value: str, where: str) -> str:
+        return f"sum({value}) FILTER (WHERE {where})"
+
+    def update(self, value: Any, order: OrderKey) -> None:
+        if value is not None:
+            self.total += value
+
+    def revert(self, value: Any) -> None:
+        """Remove one event's value again."""
+        if value is not None:
+            self.total -= value
+
+    def merge(self, other: Self) -> None:
+        self.total += other.total
+
+    def get(self) -> int | float:
+        return self.total

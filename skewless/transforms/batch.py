@@ -1,0 +1,102 @@
+"""The batch executor: computes a compiled view over event history with DuckDB and polars.
+
+DuckDB reads the history (parquet or a table of the repo's offline database), keeps the events
+that count (docs/semantics.md §3), hands them to polars through Arrow for the row-level
+transform — the same function the incremental executor calls — and takes them back through
+Arrow to compute every window for every entity row in one SQL statement per view.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from skewless._errors import ExecutionError
+from skewless.transforms.batch_sql import counted_events_sql, feature_view_sql, plain_view_sql, quote
+from skewless.transforms.compiled import ViewPlan
+
+__all__ = ["OFFLINE_DATABASE", "BatchExecutor"]
+
+#: The repo's offline DuckDB database, relative to the repo root (sources with ``table=``).
+OFFLINE_DATABASE = "data/offline.duckdb"
+
+
+class BatchExecutor:
+    """Runs compiled views over history. One executor per repo; not shared across threads."""
+
+    def __init__(self, repo_root: Path, *, threads: int | None = None) -> None:
+        self.repo_root = repo_root
+        self.connection = duckdb.connect()
+        if threads:
+            self.connection.execute(f"SET threads = {int(threads)}")
+        database = repo_root / OFFLINE_DATABASE
+        if database.exists():
+            self.connection.execute(f"ATTACH '{database}' AS offline (READ_ONLY)")
+
+    def validate(self, plan: ViewPlan) -> None:
+        """Fail early, with the fix, when the view's history cannot be read."""
+        source = plan.source
+        if source.path is not None:
+            path = self.repo_root / source.path
+            if not any(path.parent.glob(path.name)):
+                raise ExecutionError(
+                    f"view '{plan.name}': no history at {path} for source '{source.name}'; "
+                    "write the file (e.g. `skewless generate` for the example) or fix path=."
+                )
+        elif not self.connection.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'offline' AND table_name = ?",
+            [source.table],
+        ).fetchone()[0]:  # type: ignore[index]
+            raise ExecutionError(
+                f"view '{plan.name}': table '{source.table}' not found in {self.repo_root / OFFLINE_DATABASE}."
+            )
+
+    def _source_sql(self, plan: ViewPlan) -> str:
+        source = plan.source
+        columns = ", ".join(quote(c) for c in source.columns)
+        if source.path is not None:
+            path = str(self.repo_root / source.path).replace("'", "''")
+            return f"SELECT {columns}, file_row_number AS __ord FROM read_parquet('{path}', file_row_number = true)"
+        return f"SELECT {columns}, rowid AS __ord FROM offline.{quote(str(source.table))}"
+
+    def events(self, plan: ViewPlan, *, until_us: int | None = None) -> pl.DataFrame:
+        """The view's counted events (up to event time ``until_us``), transformed."""
+        self.validate(plan)
+        sql = counted_events_sql(plan, self._source_sql(plan))
+        if until_us is not None:
+            sql = f"SELECT * FROM ({sql}) WHERE __event_us <= {int(until_us)}"
+        try:
+            events = pl.from_arrow(self.connection.sql(sql).to_arrow_table())
+        except duckdb.Error as exc:
+            raise ExecutionError(
+                f"view '{plan.name}': reading source '{plan.source.name}' failed: {exc}"
+            ) from exc
+        assert isinstance(events, pl.DataFrame)
+        return plan.transform(events) if plan.transform is not None else events
+
+    def compute(self, plan: ViewPlan, rows: pl.DataFrame, *, as_available: bool = False) -> pl.DataFrame:
+        """Feature values at each entity row's time.
+
+        ``rows`` has ``__row`` (an integer id), the view's join keys and ``__t`` (event time in
+        µs since the epoch). The result has ``__row`` and one column per feature, in row order.
+        """
+        events = self.events(plan, until_us=int(rows["__t"].max()))  # type: ignore[arg-type]
+        sql = plain_view_sql if plan.kind == "plain_view" else feature_view_sql
+        self.connection.register("__events", events.to_arrow())
+        self.connection.register("__rows", rows.to_arrow())
+        try:
+            result = self.connection.sql(sql(plan, as_available=as_available)).to_arrow_table()
+        except duckdb.Error as exc:
+            raise ExecutionError(f"view '{plan.name}': computing features failed: {exc}") from exc
+        finally:
+            self.connection.unregister("__events")
+            self.connection.unregister("__rows")
+        frame = pl.from_arrow(result)
+        assert isinstance(frame, pl.DataFrame)
+        return frame.cast({name: dtype for name, dtype in plan.features.items()})  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Release the DuckDB connection."""
+        self.connection.close()

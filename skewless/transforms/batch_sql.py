@@ -1,0 +1,158 @@
+"""SQL text the batch executor runs in DuckDB, built from a compiled plan (docs/semantics.md).
+
+Relations, by name:
+
+- ``__events``: counted events (§3) after the transform, with ``__event_us``, ``__ingest_us``,
+  ``__ord`` (arrival position) and ``__order`` (the struct that orders ``last``);
+- ``__rows``: entity rows, with ``__row`` (position), the join keys and ``__t`` (µs).
+
+Everything is integer microseconds, so tile boundaries are exact and equal to the online ones.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from skewless.transforms.compiled import CompiledAggregation, ViewPlan
+from skewless.transforms.dtypes import dtype_name, is_numeric
+
+__all__ = ["counted_events_sql", "feature_view_sql", "plain_view_sql"]
+
+_SQL_TYPES = {
+    "Int32": "INTEGER",
+    "Int64": "BIGINT",
+    "Float32": "FLOAT",
+    "Float64": "DOUBLE",
+    "String": "VARCHAR",
+    "Boolean": "BOOLEAN",
+    "Datetime": "TIMESTAMPTZ",
+}
+
+
+def sql_type(dtype: pl.DataType) -> str:
+    """DuckDB type for a supported polars type."""
+    return _SQL_TYPES[dtype_name(dtype)]
+
+
+def quote(name: str) -> str:
+    """A quoted SQL identifier (definition names are already checked identifiers)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _floor(expr: str, step_us: int) -> str:
+    """``expr`` rounded down to a multiple of ``step_us``, correct for negative times too."""
+    return f"({expr} - ((({expr}) % {step_us}) + {step_us}) % {step_us})"
+
+
+def counted_events_sql(plan: ViewPlan, source_sql: str) -> str:
+    """Events that count (§3): keys and event time present, not from the future, not too late,
+    first valid copy of each event id. ``source_sql`` must expose ``__ord``."""
+    src = plan.source
+    event = f"epoch_us({quote(src.event_time)})"
+    ingest = f"coalesce(epoch_us({quote(src.ingest_time)}), {event})" if src.ingest_time else event
+    not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in (*plan.join_keys, src.event_time))
+    dedup = (
+        f"QUALIFY row_number() OVER (PARTITION BY {quote(src.event_id)} ORDER BY __ingest_us, __ord) = 1"
+        if src.event_id
+        else ""
+    )
+    event_id = f"coalesce(CAST({quote(src.event_id)} AS VARCHAR), '')" if src.event_id else "''"
+    return f"""
+        SELECT * EXCLUDE (__ord), __ord,
+               struct_pack(e := __event_us, i := __ingest_us, id := {event_id}) AS __order
+        FROM (SELECT *, {event} AS __event_us, {ingest} AS __ingest_us FROM ({source_sql}))
+        WHERE {not_null}
+          AND __event_us <= __ingest_us
+          AND __ingest_us - __event_us <= {plan.lateness_us}
+        {dedup}"""
+
+
+def _keys_equal(left: str, right: str, keys: tuple[str, ...]) -> str:
+    return " AND ".join(f"{left}.{quote(k)} = {right}.{quote(k)}" for k in keys)
+
+
+def _latest_sql(plan: ViewPlan, as_available: bool, payload: str = "") -> str:
+    """Per entity row: the event time of the latest counted event available at ``__t`` (and,
+    with ``payload``, the struct of that row's columns), by an ASOF join on availability time."""
+    keys = ", ".join(quote(k) for k in plan.join_keys)
+    avail = "__ingest_us" if as_available else "__event_us"
+    frame = f"PARTITION BY {keys} ORDER BY {avail}, __ord ROWS UNBOUNDED PRECEDING"
+    best = (
+        f", arg_max({payload}, struct_pack(e := __event_us, i := __ingest_us, o := __ord)) OVER ({frame}) AS __best"
+        if payload
+        else ""
+    )
+    return f"""
+        SELECT r.__row, l.__latest{", l.__best" if payload else ""}
+        FROM __rows r ASOF LEFT JOIN (
+            SELECT {keys}, {avail} AS __avail, max(__event_us) OVER ({frame}) AS __latest{best}
+            FROM __events
+            QUALIFY row_number() OVER (PARTITION BY {keys}, {avail} ORDER BY __ord DESC) = 1
+        ) l ON {_keys_equal("r", "l", plan.join_keys)} AND r.__t >= l.__avail"""
+
+
+def _alive(plan: ViewPlan) -> str:
+    """True where the entity is found and within TTL at ``__t`` (§6)."""
+    ttl = f" AND latest.__latest >= r.__t - {plan.ttl_us}" if plan.ttl_us is not None else ""
+    return f"(latest.__latest IS NOT NULL{ttl})"
+
+
+def _value_expr(agg: CompiledAggregation) -> str:
+    if agg.column is None:
+        return "e.__event_us"
+    column = f"e.{quote(agg.column)}"
+    needs_number = agg.aggregator.function in ("sum", "mean")
+    if (
+        needs_number
+        and agg.input_dtype is not None
+        and is_numeric(agg.input_dtype)
+        and not agg.input_dtype.is_numeric()
+    ):
+        return f"CAST({column} AS BIGINT)"  # booleans count as 0/1
+    return column
+
+
+def feature_view_sql(plan: ViewPlan, *, as_available: bool) -> str:
+    """Every windowed feature of ``plan`` for every entity row (§4-§6)."""
+    bounds = sorted({(a.window_us, a.granularity_us) for a in plan.aggregations})
+    lower = {b: f"__lo_{i}" for i, b in enumerate(bounds)}
+    lows = ", ".join(f"{_floor('__t', g)} - {w} AS {lower[(w, g)]}" for w, g in bounds)
+    least = f"least({', '.join(lower.values())})" if len(lower) > 1 else next(iter(lower.values()))
+    available = " AND e.__ingest_us <= r.__t" if as_available else ""
+    aggregates = ",\n".join(
+        f"{a.aggregator().sql(_value_expr(a), f'e.__event_us >= r.{lower[(a.window_us, a.granularity_us)]}')} AS {quote(a.name)}"
+        for a in plan.aggregations
+    )
+    outputs = ",\n".join(
+        f"CAST(CASE WHEN {_alive(plan)} THEN coalesce(w.{quote(a.name)}, {_empty(a)}) END AS {sql_type(a.dtype)}) AS {quote(a.name)}"
+        for a in plan.aggregations
+    )
+    return f"""
+        WITH r AS (SELECT __row, {", ".join(quote(k) for k in plan.join_keys)}, __t, {lows} FROM __rows),
+        w AS (
+            SELECT r.__row, {aggregates}
+            FROM r JOIN __events e ON {_keys_equal("e", "r", plan.join_keys)}
+                AND e.__event_us >= {least} AND e.__event_us <= r.__t{available}
+            GROUP BY r.__row
+        ),
+        latest AS ({_latest_sql(plan, as_available)})
+        SELECT r.__row, {outputs}
+        FROM __rows r LEFT JOIN w USING (__row) LEFT JOIN latest USING (__row)
+        ORDER BY r.__row"""
+
+
+def _empty(agg: CompiledAggregation) -> str:
+    return "NULL" if agg.aggregator.empty is None else str(agg.aggregator.empty)
+
+
+def plain_view_sql(plan: ViewPlan, *, as_available: bool) -> str:
+    """The latest counted row's columns for every entity row (§6, Feast's point-in-time rule)."""
+    payload = "struct_pack(" + ", ".join(f"{quote(c)} := {quote(c)}" for c in plan.features) + ")"
+    outputs = ",\n".join(
+        f"CASE WHEN {_alive(plan)} THEN latest.__best.{quote(c)} END AS {quote(c)}" for c in plan.features
+    )
+    return f"""
+        WITH latest AS ({_latest_sql(plan, as_available, payload)})
+        SELECT r.__row, {outputs}
+        FROM __rows r LEFT JOIN latest USING (__row)
+        ORDER BY r.__row"""

@@ -1,0 +1,93 @@
+"""The compiled plan of a view: what both executors run, resolved once.
+
+Compiling turns a definition into plain numbers and names — windows in microseconds, output
+types, the aggregator class of each feature — so neither executor re-derives anything per event
+or per request, and neither has feature-specific code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import polars as pl
+
+from skewless.transforms.aggregations import AGGREGATORS, Aggregator
+from skewless.transforms.row_transform import RowTransform
+from skewless.transforms.sources import EventSource
+from skewless.transforms.views import FeatureView, View
+
+__all__ = ["CompiledAggregation", "ViewPlan", "compile_view", "to_us"]
+
+
+def to_us(delta: timedelta) -> int:
+    """A duration in whole microseconds."""
+    return delta // timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class CompiledAggregation:
+    """One feature of a FeatureView, ready to run."""
+
+    name: str
+    aggregator: type[Aggregator]
+    column: str | None
+    window_us: int
+    granularity_us: int
+    dtype: pl.DataType
+    input_dtype: pl.DataType | None
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """Everything an executor needs to compute one view."""
+
+    name: str
+    version: str
+    kind: str  # "feature_view" | "plain_view"
+    source: EventSource
+    join_keys: tuple[str, ...]
+    key_dtypes: tuple[pl.DataType, ...]
+    ttl_us: int | None
+    lateness_us: int
+    transform: RowTransform | None
+    aggregations: tuple[CompiledAggregation, ...]
+    features: dict[str, pl.DataType]
+
+    @property
+    def max_window_us(self) -> int:
+        """Longest window plus its tile: how far back any feature can look."""
+        return max((a.window_us + a.granularity_us for a in self.aggregations), default=0)
+
+
+def compile_view(view: View) -> ViewPlan:
+    """Resolve a view's declaration into a plan."""
+    features = view.schema
+    aggregations: tuple[CompiledAggregation, ...] = ()
+    if isinstance(view, FeatureView):
+        columns = view.input_columns
+        aggregations = tuple(
+            CompiledAggregation(
+                name=str(a.name),
+                aggregator=AGGREGATORS[a.function],
+                column=a.column,
+                window_us=to_us(a.window),  # type: ignore[arg-type]
+                granularity_us=to_us(a.granularity),  # type: ignore[arg-type]
+                dtype=features[str(a.name)],
+                input_dtype=columns[a.column] if a.column else None,
+            )
+            for a in view.aggregations
+        )
+    return ViewPlan(
+        name=view.name,
+        version=view.version,
+        kind=view.spec()["kind"],
+        source=view.source,
+        join_keys=tuple(view.join_keys),
+        key_dtypes=tuple(e.dtype for e in view.entities),
+        ttl_us=to_us(view.ttl) if isinstance(view.ttl, timedelta) else None,
+        lateness_us=to_us(view.source.allowed_lateness),  # type: ignore[arg-type]
+        transform=view.transform if isinstance(view, FeatureView) else None,
+        aggregations=aggregations,
+        features=features,
+    )

@@ -1,0 +1,209 @@
+"""Property: the batch executor equals the brute-force oracle for every aggregation, on random
+event sets with out-of-order, duplicated, late, null and invalid events, and entity rows before
+the first event and after the TTL."""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from skewless import Aggregation, Entity, EventSource, FeatureView, PlainView, row_transform
+from skewless.transforms.batch import BatchExecutor
+from skewless.transforms.compiled import compile_view
+from tests import oracle
+
+MINUTE = 60_000_000
+T0 = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1_000_000)
+TS = pl.Datetime("us", "UTC")
+LATENESS = 20 * MINUTE
+TTL = 90 * MINUTE
+
+account = Entity(name="account", join_key="account")
+source = EventSource(
+    name="payments",
+    path="payments.parquet",
+    event_time="event_time",
+    ingest_time="ingest_time",
+    event_id="event_id",
+    allowed_lateness="20m",
+    schema={
+        "event_id": pl.String,
+        "account": pl.String,
+        "amount": pl.Float64,
+        "units": pl.Int64,
+        "shop": pl.String,
+        "event_time": TS,
+        "ingest_time": TS,
+    },
+)
+
+
+@row_transform(outputs={"big": pl.Boolean, "amount2": pl.Float64})
+def derive(events: pl.DataFrame) -> pl.DataFrame:
+    return events.with_columns(big=pl.col("amount") > 50, amount2=pl.col("amount") * 2)
+
+
+AGGREGATIONS = [
+    Aggregation("count", window="10m", granularity="1m"),
+    Aggregation("count", "amount", window="1h", granularity="5m"),
+    Aggregation("sum", "amount2", window="1h", granularity="10m"),
+    Aggregation("sum", "units", window="30m", granularity="5m"),
+    Aggregation("sum", "big", window="2h", granularity="1h"),
+    Aggregation("mean", "amount", window="30m", granularity="5m"),
+    Aggregation("min", "units", window="1h", granularity="15m"),
+    Aggregation("max", "amount", window="20m", granularity="1m"),
+    Aggregation("max", "shop", window="1h", granularity="5m"),
+    Aggregation("distinct_count", "shop", window="20m", granularity="5m"),
+    Aggregation("last", "amount", window="1h", granularity="5m"),
+    Aggregation("last", "shop", window="2h", granularity="30m"),
+]
+VIEW = FeatureView(
+    name="activity", entities=[account], source=source, transform=derive, aggregations=AGGREGATIONS, ttl="90m"
+)
+PLAIN = PlainView(
+    name="latest_payment", entities=[account], source=source, features=["amount", "shop", "units"], ttl="90m"
+)
+
+times = st.integers(0, 240 * MINUTE).map(lambda us: us - us % 1_000_000)  # whole seconds, to hit tile edges
+boundaries = st.integers(0, 48).map(lambda k: k * 5 * MINUTE)  # exactly on tile boundaries
+event_times = st.one_of(times, boundaries)
+delays = st.one_of(
+    st.just(0), st.integers(0, 5 * MINUTE), st.integers(15 * MINUTE, 30 * MINUTE), st.just(-MINUTE)
+)
+
+
+@st.composite
+def event_sets(draw: st.DrawFn) -> list[oracle.Event]:
+    events = []
+    for position in range(draw(st.integers(0, 40))):
+        event_us = draw(st.one_of(event_times, st.none()) if position % 13 == 12 else event_times)
+        ingest_us = (event_us or 0) + draw(delays)
+        values = {
+            "amount": draw(st.one_of(st.none(), st.integers(0, 10_000).map(lambda c: c / 100))),
+            "units": draw(st.one_of(st.none(), st.integers(-5, 20))),
+            "shop": draw(st.one_of(st.none(), st.sampled_from(["s1", "s2", "s3", "s4"]))),
+        }
+        key = draw(
+            st.one_of(st.sampled_from(["a", "b", "c"]), st.none())
+            if position % 11 == 10
+            else st.sampled_from(["a", "b", "c"])
+        )
+        event_id = draw(st.sampled_from([f"e{i}" for i in range(30)]))  # small pool: duplicates happen
+        events.append(oracle.Event(key, event_us, max(ingest_us, 0), event_id, values, position))
+    return events
+
+
+entity_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c", "unknown"]),
+        st.one_of(times, boundaries, st.integers(0, 400 * MINUTE)),
+    ),
+    min_size=1,
+    max_size=15,
+)
+
+
+def _write(events: list[oracle.Event], path: Path) -> None:
+    def ts(us: int | None) -> datetime | None:
+        return None if us is None else datetime.fromtimestamp((T0 + us) / 1_000_000, UTC)
+
+    pl.DataFrame(
+        {
+            "event_id": [e.event_id for e in events],
+            "account": [e.key for e in events],
+            "amount": [e.values["amount"] for e in events],
+            "units": [e.values["units"] for e in events],
+            "shop": [e.values["shop"] for e in events],
+            "event_time": [ts(e.event_us) for e in events],
+            "ingest_time": [ts(e.ingest_us) for e in events],
+        },
+        schema=source.columns,
+    ).write_parquet(path)
+
+
+def _with_derived(events: list[oracle.Event]) -> list[oracle.Event]:
+    out = []
+    for e in events:
+        amount = e.values["amount"]
+        derived = {
+            "big": None if amount is None else amount > 50,
+            "amount2": None if amount is None else amount * 2,
+        }
+        out.append(
+            oracle.Event(e.key, e.event_us, e.ingest_us, e.event_id, {**e.values, **derived}, e.position)
+        )
+    return out
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    """Equal, with floats to the relative tolerance of docs/semantics.md §5 (the oracle's empty
+    float sum is the integer 0)."""
+    if actual is None or expected is None:
+        return actual is None and expected is None
+    if isinstance(actual, float) or isinstance(expected, float):
+        return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-9)
+    return type(actual) is type(expected) and actual == expected
+
+
+def _rows(rows: list[tuple[str, int]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"__row": list(range(len(rows))), "account": [k for k, _ in rows], "__t": [T0 + t for _, t in rows]},
+        schema={"__row": pl.Int64, "account": pl.String, "__t": pl.Int64},
+    )
+
+
+@settings(
+    max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", 60)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(events=event_sets(), rows=entity_rows, as_available=st.booleans())
+def test_feature_view_equals_oracle(
+    tmp_path: Path, events: list[oracle.Event], rows: list[tuple[str, int]], as_available: bool
+) -> None:
+    if not events:
+        return
+    _write(events, tmp_path / "payments.parquet")
+    executor = BatchExecutor(tmp_path)
+    result = executor.compute(compile_view(VIEW), _rows(rows), as_available=as_available)
+    executor.close()
+    truth = oracle.counted(_with_derived(events), LATENESS)
+    for i, (key, t) in enumerate(rows):
+        for agg in VIEW.aggregations:
+            expected = oracle.feature_value(
+                truth, key, t, function=agg.function, column=agg.column,
+                window_us=int(agg.window.total_seconds()) * 1_000_000,  # type: ignore[union-attr]
+                granularity_us=int(agg.granularity.total_seconds()) * 1_000_000,  # type: ignore[union-attr]
+                ttl_us=TTL, as_available=as_available,
+            )  # fmt: skip
+            actual = result[agg.name][i]
+            assert _same(actual, expected), (agg.name, key, t, actual, expected)
+
+
+@settings(
+    max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", 40)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(events=event_sets(), rows=entity_rows, as_available=st.booleans())
+def test_plain_view_equals_oracle(
+    tmp_path: Path, events: list[oracle.Event], rows: list[tuple[str, int]], as_available: bool
+) -> None:
+    if not events:
+        return
+    _write(events, tmp_path / "payments.parquet")
+    executor = BatchExecutor(tmp_path)
+    result = executor.compute(compile_view(PLAIN), _rows(rows), as_available=as_available)
+    executor.close()
+    truth = oracle.counted(events, LATENESS)
+    for i, (key, t) in enumerate(rows):
+        for column in PLAIN.features:
+            expected = oracle.plain_value(truth, key, t, column, ttl_us=TTL, as_available=as_available)
+            assert _same(result[column][i], expected), (column, key, t, result[column][i], expected)
