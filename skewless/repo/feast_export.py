@@ -47,11 +47,13 @@ def _feast_entity(entity: Entity) -> FeastEntity:
 
 def _feast_source(view: View) -> FileSource:
     from feast import FileSource
+    from feast.data_format import ParquetFormat
 
     if isinstance(view, FeatureView):
         return FileSource(
             name=f"{view.name}_offline",
-            path=offline_table_path(view.name),
+            path=f"{offline_table_path(view.name)}/*/*.parquet",  # one file per daily partition
+            file_format=ParquetFormat(),
             timestamp_field="event_time",
             description=f"Feature values of skewless view '{view.name}', written by backfill.",
         )

@@ -82,11 +82,11 @@ class Aggregation:
                 f"'{format_duration(window)}'; pick a tile size that divides it, e.g. "
                 f"'{format_duration(_default_granularity(window))}'."
             )
+        # The name keeps the window as the user spelled it: "24h" stays count_24h, not count_1d.
+        label = self.window.strip() if isinstance(self.window, str) else format_duration(window)
         object.__setattr__(self, "window", window)
         object.__setattr__(self, "granularity", granularity)
-        default_name = "_".join(
-            part for part in (self.column, self.function, format_duration(window)) if part
-        )
+        default_name = "_".join(part for part in (self.column, self.function, label) if part)
         object.__setattr__(self, "name", check_name(self.name or default_name, what=f"{what}: feature"))
 
     def _describe(self) -> str:

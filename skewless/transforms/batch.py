@@ -64,9 +64,9 @@ class BatchExecutor:
     def events(self, plan: ViewPlan, *, until_us: int | None = None) -> pl.DataFrame:
         """The view's counted events (up to event time ``until_us``), transformed."""
         self.validate(plan)
-        sql = counted_events_sql(plan, self._source_sql(plan))
-        if until_us is not None:
-            sql = f"SELECT * FROM ({sql}) WHERE __event_us <= {int(until_us)}"
+        until = f"WHERE __event_us <= {int(until_us)}" if until_us is not None else ""
+        # Arrival order: deterministic (DuckDB scans in parallel) and the order a stream replays.
+        sql = f"SELECT * FROM ({counted_events_sql(plan, self._source_sql(plan))}) {until} ORDER BY __ingest_us, __ord"
         try:
             events = pl.from_arrow(self.connection.sql(sql).to_arrow_table())
         except duckdb.Error as exc:
@@ -76,13 +76,22 @@ class BatchExecutor:
         assert isinstance(events, pl.DataFrame)
         return plan.transform(events) if plan.transform is not None else events
 
-    def compute(self, plan: ViewPlan, rows: pl.DataFrame, *, as_available: bool = False) -> pl.DataFrame:
+    def compute(
+        self,
+        plan: ViewPlan,
+        rows: pl.DataFrame,
+        *,
+        as_available: bool = False,
+        events: pl.DataFrame | None = None,
+    ) -> pl.DataFrame:
         """Feature values at each entity row's time.
 
         ``rows`` has ``__row`` (an integer id), the view's join keys and ``__t`` (event time in
         µs since the epoch). The result has ``__row`` and one column per feature, in row order.
+        ``events`` lets a caller that computes many batches (a backfill) read history once.
         """
-        events = self.events(plan, until_us=int(rows["__t"].max()))  # type: ignore[arg-type]
+        if events is None:
+            events = self.events(plan, until_us=int(rows["__t"].max()))  # type: ignore[arg-type]
         sql = plain_view_sql if plan.kind == "plain_view" else feature_view_sql
         self.connection.register("__events", events.to_arrow())
         self.connection.register("__rows", rows.to_arrow())
