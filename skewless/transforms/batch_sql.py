@@ -73,8 +73,16 @@ def _keys_equal(left: str, right: str, keys: tuple[str, ...]) -> str:
 
 def _latest_sql(plan: ViewPlan, as_available: bool, payload: str = "") -> str:
     """Per entity row: the event time of the latest counted event available at ``__t`` (and,
-    with ``payload``, the struct of that row's columns), by an ASOF join on availability time."""
+    with ``payload``, the struct of that row's columns), by an ASOF join on availability time.
+
+    By event time, the ASOF match itself is the latest event. "As available" orders by ingest
+    time instead, so a running maximum of event time (and the running best row) is carried."""
     keys = ", ".join(quote(k) for k in plan.join_keys)
+    if not as_available and not payload:
+        return f"""
+            SELECT r.__row, l.__event_us AS __latest
+            FROM __rows r ASOF LEFT JOIN (SELECT {keys}, __event_us FROM __events) l
+                ON {_keys_equal("r", "l", plan.join_keys)} AND r.__t >= l.__event_us"""
     avail = "__ingest_us" if as_available else "__event_us"
     frame = f"PARTITION BY {keys} ORDER BY {avail}, __ord ROWS UNBOUNDED PRECEDING"
     best = (
@@ -112,8 +120,9 @@ def _value_expr(agg: CompiledAggregation) -> str:
     return column
 
 
-def feature_view_sql(plan: ViewPlan, *, as_available: bool) -> str:
-    """Every windowed feature of ``plan`` for every entity row (§4-§6)."""
+def _windows_sql(plan: ViewPlan, as_available: bool) -> str:
+    """Each entity row joined to the raw events its longest window may need, then every feature
+    aggregated with a filter to its own window. (Measured faster here than merging tiles.)"""
     bounds = sorted({(a.window_us, a.granularity_us) for a in plan.aggregations})
     lower = {b: f"__lo_{i}" for i, b in enumerate(bounds)}
     lows = ", ".join(f"{_floor('__t', g)} - {w} AS {lower[(w, g)]}" for w, g in bounds)
@@ -123,18 +132,23 @@ def feature_view_sql(plan: ViewPlan, *, as_available: bool) -> str:
         f"{a.aggregator().sql(_value_expr(a), f'e.__event_us >= r.{lower[(a.window_us, a.granularity_us)]}')} AS {quote(a.name)}"
         for a in plan.aggregations
     )
+    return f"""
+        SELECT r.__row, {aggregates}
+        FROM (SELECT __row, {", ".join(quote(k) for k in plan.join_keys)}, __t, {lows} FROM __rows) r
+        JOIN __events e ON {_keys_equal("e", "r", plan.join_keys)}
+            AND e.__event_us >= {least} AND e.__event_us <= r.__t{available}
+        GROUP BY r.__row"""
+
+
+def feature_view_sql(plan: ViewPlan, *, as_available: bool) -> str:
+    """Every windowed feature of ``plan`` for every entity row (§4-§6)."""
+    windows = _windows_sql(plan, as_available)
     outputs = ",\n".join(
         f"CAST(CASE WHEN {_alive(plan)} THEN coalesce(w.{quote(a.name)}, {_empty(a)}) END AS {sql_type(a.dtype)}) AS {quote(a.name)}"
         for a in plan.aggregations
     )
     return f"""
-        WITH r AS (SELECT __row, {", ".join(quote(k) for k in plan.join_keys)}, __t, {lows} FROM __rows),
-        w AS (
-            SELECT r.__row, {aggregates}
-            FROM r JOIN __events e ON {_keys_equal("e", "r", plan.join_keys)}
-                AND e.__event_us >= {least} AND e.__event_us <= r.__t{available}
-            GROUP BY r.__row
-        ),
+        WITH w AS ({windows}),
         latest AS ({_latest_sql(plan, as_available)})
         SELECT r.__row, {outputs}
         FROM __rows r LEFT JOIN w USING (__row) LEFT JOIN latest USING (__row)

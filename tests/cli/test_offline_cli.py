@@ -1,0 +1,125 @@
+"""``skewless training-set`` and ``skewless backfill`` as users run them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy import select
+
+from skewless.examples.fraud_data import FraudDataSpec, write_example_data
+from skewless.metadata import open_database
+from skewless.metadata.models import MaterializationRun, TrainingDataset
+
+SKEWLESS = str(Path(sys.executable).with_name("skewless"))
+
+
+def _run(repo: Path, db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SKEWLESS_DATABASE_URL": db}
+    return subprocess.run(
+        [SKEWLESS, *args, "--repo", str(repo)], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_training_set_from_csv_is_written_and_recorded(
+    example_repo: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    write_example_data(
+        example_repo / "data", FraudDataSpec(events=5_000, cards=100, end=datetime(2026, 11, 1, tzinfo=UTC))
+    )
+    entities = tmp_path / "entities.csv"
+    entities.write_text(
+        "card_id,event_timestamp\nc000001,2026-10-30T12:00:00Z\nc000002,2026-10-31T08:30:00Z\n"
+    )
+    out = tmp_path / "train.parquet"
+    result = _run(
+        example_repo,
+        sqlite_url,
+        "training-set",
+        "--entities",
+        str(entities),
+        "-f",
+        "card_activity:count_24h",
+        "-f",
+        "card_profile:country",
+        "--out",
+        str(out),
+        "--as-available",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Wrote 2 rows" in result.stdout
+    frame = pl.read_parquet(out)
+    assert frame.columns == ["card_id", "event_timestamp", "count_24h", "country"]
+    database = open_database(sqlite_url)
+    with database.session() as session:
+        row = session.scalars(select(TrainingDataset)).one()
+    assert row.features == ["card_activity:count_24h", "card_profile:country"]
+    assert set(row.definition_versions) == {"card_activity", "card_profile"}
+    assert (row.entity_rows, row.as_available, row.output_path) == (2, True, str(out.resolve()))
+    assert row.start == datetime(2026, 10, 30, 12, tzinfo=UTC) and row.end == datetime(
+        2026, 10, 31, 8, 30, tzinfo=UTC
+    )
+
+
+def test_naive_csv_timestamps_are_refused_in_one_line(
+    example_repo: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    write_example_data(example_repo / "data", FraudDataSpec(events=1_000, cards=10))
+    entities = tmp_path / "entities.csv"
+    entities.write_text("card_id,event_timestamp\nc000001,2026-10-30T12:00:00\n")
+    result = _run(
+        example_repo,
+        sqlite_url,
+        "training-set",
+        "--entities",
+        str(entities),
+        "-f",
+        "card_activity:count_24h",
+        "--out",
+        str(tmp_path / "o.csv"),
+    )
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "has no time zone; skewless does not guess one" in result.stderr
+
+
+def test_backfill_writes_partitions_and_records_the_run(example_repo: Path, sqlite_url: str) -> None:
+    write_example_data(
+        example_repo / "data",
+        FraudDataSpec(events=5_000, cards=100, days=3, end=datetime(2026, 11, 1, tzinfo=UTC)),
+    )
+    result = _run(
+        example_repo,
+        sqlite_url,
+        "backfill",
+        "merchant_activity",
+        "--start",
+        "2026-10-30",
+        "--end",
+        "2026-11-01",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "merchant_activity: wrote" in result.stdout and "in 2 daily partitions" in result.stdout
+    partitions = sorted(p.name for p in (example_repo / "data" / "offline" / "merchant_activity").iterdir())
+    assert partitions == ["date=2026-10-30", "date=2026-10-31"]
+    database = open_database(sqlite_url)
+    with database.session() as session:
+        run = session.scalars(select(MaterializationRun)).one()
+    assert (run.view, run.target, run.status) == ("merchant_activity", "offline", "succeeded")
+    assert run.rows_written == sum(
+        pl.read_parquet(example_repo / "data" / "offline" / "merchant_activity" / p / "data.parquet").height
+        for p in partitions
+    )
+
+
+def test_bad_date_is_one_line(example_repo: Path, sqlite_url: str) -> None:
+    result = _run(example_repo, sqlite_url, "backfill", "--start", "yesterday")
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == "error: --start 'yesterday' is not an ISO date or time, e.g. 2026-11-01 or 2026-11-01T12:00Z."
+    )
