@@ -18,7 +18,7 @@ class Event:
 
 
 def counted(events: list[Event], lateness_us: int) -> list[Event]:
-    """§3: valid, not too late, first valid copy of each (id, key) (by ingest time, then position)."""
+    """§3: valid, not too late, first valid copy of each (id, event time, key) (by ingest time, then position)."""
     valid = [
         e
         for e in events
@@ -27,11 +27,11 @@ def counted(events: list[Event], lateness_us: int) -> list[Event]:
         and e.event_us <= e.ingest_us
         and e.ingest_us - e.event_us <= lateness_us
     ]
-    seen: set[tuple[str, str | None]] = set()
+    seen: set[tuple[str, int | None, str | None]] = set()
     first = []
     for e in sorted(valid, key=lambda e: (e.ingest_us, e.position)):
-        if (e.event_id, e.key) not in seen:
-            seen.add((e.event_id, e.key))
+        if (e.event_id, e.event_us, e.key) not in seen:
+            seen.add((e.event_id, e.event_us, e.key))
             first.append(e)
     return first
 

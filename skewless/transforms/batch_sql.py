@@ -46,13 +46,13 @@ def _floor(expr: str, step_us: int) -> str:
 
 def counted_events_sql(plan: ViewPlan, source_sql: str) -> str:
     """Events that count (§3): keys and event time present, not from the future, not too late,
-    first valid copy of each (event id, join keys). ``source_sql`` must expose ``__ord``."""
+    first valid copy of each (event id, event time, join keys). ``source_sql`` must expose ``__ord``."""
     src = plan.source
     event = f"epoch_us({quote(src.event_time)})"
     ingest = f"coalesce(epoch_us({quote(src.ingest_time)}), {event})" if src.ingest_time else event
     not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in (*plan.join_keys, src.event_time))
     dedup = (
-        f"QUALIFY row_number() OVER (PARTITION BY {quote(src.event_id)}, {', '.join(quote(k) for k in plan.join_keys)} ORDER BY __ingest_us, __ord) = 1"
+        f"QUALIFY row_number() OVER (PARTITION BY {quote(src.event_id)}, __event_us, {', '.join(quote(k) for k in plan.join_keys)} ORDER BY __ingest_us, __ord) = 1"
         if src.event_id
         else ""
     )

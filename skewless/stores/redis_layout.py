@@ -1,0 +1,121 @@
+"""Where skewless keeps online state in Redis, and the Lua script that changes it atomically.
+
+Every key of one (view, entity) shares the hash tag ``{<view>|<entity>}``, so in Redis Cluster an
+entity's keys live in one slot and one script can touch them all (docs/online.md):
+
+- ``skl:{v|e}:t:<g>:<tile>``   hash: partial aggregates of the tile starting at ``<tile>`` µs of
+  granularity ``<g>`` µs; field ``<agg>.<part>`` (``n`` count, ``s`` sum, ``m`` min/max,
+  ``o``/``v`` order and value of ``last``); expires when no window can read it any more.
+- ``skl:{v|e}:d:<agg>:<tile>`` set: the distinct values of one distinct-count tile.
+- ``skl:{v|e}:latest``         string: event time (µs) of the entity's latest counted event.
+- ``skl:{v|e}:seen``           sorted set: event ids applied, scored by when a copy would be too
+  late anyway (µs); trimmed below the high-water mark on every write.
+- ``skl:{v|e}:hwm``            string: the latest ingest time (µs) applied for the entity. An id
+  whose deadline is below it is treated as seen: a first copy that late would be too late.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["APPLY_SCRIPT", "entity_tag", "hwm_key", "latest_key", "seen_key", "set_key", "tile_key"]
+
+
+def entity_tag(view: str, entity: Sequence[object]) -> str:
+    """The hash tag shared by every key of one entity of one view."""
+    return "{" + view + "|" + "|".join(str(v) for v in entity) + "}"
+
+
+def tile_key(tag: str, granularity_us: int, tile_us: int) -> str:
+    return f"skl:{tag}:t:{granularity_us}:{tile_us}"
+
+
+def set_key(tag: str, aggregation: str, tile_us: int) -> str:
+    return f"skl:{tag}:d:{aggregation}:{tile_us}"
+
+
+def latest_key(tag: str) -> str:
+    return f"skl:{tag}:latest"
+
+
+def seen_key(tag: str) -> str:
+    return f"skl:{tag}:seen"
+
+
+def hwm_key(tag: str) -> str:
+    return f"skl:{tag}:hwm"
+
+
+#: Applies one batch of events of one (view, entity), or nothing.
+#: KEYS[1] = seen set, KEYS[2] = latest, KEYS[3] = processed high-water mark, KEYS[4..] = tiles.
+#: ARGV = now_us, max_ingest_us, n_ids, (id, too_late_at_us)*, latest_us, latest_ttl_ms,
+#:        n_ops, (key_index, op, field, value)*, n_expiries, (key_index, ttl_ms)*
+#: Returns 0 (and changes nothing) if any id was already applied — or could have been and was
+#: forgotten: its deadline is below the high-water mark — else 1.
+APPLY_SCRIPT = """
+local now = tonumber(ARGV[1])
+local hwm = tonumber(redis.call('GET', KEYS[3]) or '0')
+local n_ids = tonumber(ARGV[3])
+local i = 4
+local seen_until = 0
+for _ = 1, n_ids do
+  local deadline = tonumber(ARGV[i + 1])
+  if deadline < hwm or redis.call('ZSCORE', KEYS[1], ARGV[i]) then return 0 end
+  if deadline > seen_until then seen_until = deadline end
+  i = i + 2
+end
+if tonumber(ARGV[2]) > hwm then hwm = tonumber(ARGV[2]) end
+redis.call('SET', KEYS[3], string.format('%d', hwm))
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', hwm))
+i = 4
+for _ = 1, n_ids do
+  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
+  i = i + 2
+end
+if seen_until > now then
+  local keep = math.ceil((seen_until - now) / 1000) + 1
+  if redis.call('PTTL', KEYS[1]) < keep then redis.call('PEXPIRE', KEYS[1], keep) end
+  if redis.call('PTTL', KEYS[3]) < keep then redis.call('PEXPIRE', KEYS[3], keep) end
+end
+local latest = redis.call('GET', KEYS[2])
+if not latest or tonumber(ARGV[i]) > tonumber(latest) then redis.call('SET', KEYS[2], ARGV[i]) end
+if tonumber(ARGV[i + 1]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[i + 1]) end
+i = i + 2
+local n_ops = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n_ops do
+  local key, op, field, value = KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  i = i + 4
+  if op == 'inc' then
+    redis.call('HINCRBY', key, field, value)
+  elseif op == 'incf' then
+    redis.call('HINCRBYFLOAT', key, field, value)
+  elseif op == 'sadd' then
+    redis.call('SADD', key, value)
+  elseif op == 'minn' or op == 'maxn' or op == 'mins' or op == 'maxs' then
+    local cur = redis.call('HGET', key, field)
+    local new_v, cur_v = value, cur
+    if cur and (op == 'minn' or op == 'maxn') then new_v, cur_v = tonumber(value), tonumber(cur) end
+    if not cur or ((op == 'minn' or op == 'mins') and new_v < cur_v) or ((op == 'maxn' or op == 'maxs') and new_v > cur_v) then
+      redis.call('HSET', key, field, value)
+    end
+  elseif op == 'lastn' or op == 'lasts' then
+    local order, v = string.match(value, '^(.-)\\31(.*)$')
+    local cur_o = redis.call('HGET', key, field .. '.o')
+    local newer = not cur_o or order > cur_o
+    if cur_o and order == cur_o then
+      local cur_v = redis.call('HGET', key, field .. '.v')
+      if op == 'lastn' then newer = tonumber(v) > tonumber(cur_v) else newer = v > cur_v end
+    end
+    if newer then redis.call('HSET', key, field .. '.o', order, field .. '.v', v) end
+  end
+end
+local n_exp = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n_exp do
+  local key, ttl = KEYS[tonumber(ARGV[i])], tonumber(ARGV[i + 1])
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  i = i + 2
+end
+return 1
+"""
