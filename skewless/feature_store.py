@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import redis
 
+from skewless._errors import DefinitionError
 from skewless.metadata import Database, open_database
-from skewless.metadata.models import MaterializationRun, utcnow
+from skewless.metadata.models import MaterializationRun, Watermark, utcnow
 from skewless.offline.backfill import BackfillResult, backfill_view
 from skewless.offline.entity_rows import as_polars
 from skewless.offline.historical import get_historical_features
 from skewless.offline.training_set import TrainingSet, record_training_set, write_frame
+from skewless.online.ingest import StreamIngestor
+from skewless.online.materialize import MaterializeResult, materialize_view
+from skewless.online.push import push_events
+from skewless.online.read import OnlineResult, read_online
 from skewless.repo.loader import Repo, load_repo
 from skewless.settings import Settings
+from skewless.stores.redis_connection import connect_redis, resolve_redis_url
 from skewless.transforms.batch import BatchExecutor
 from skewless.transforms.compiled import compile_view
 from skewless.transforms.views import FeatureView
 
 __all__ = ["FeatureStore"]
+
+
+def _to_us(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _tell(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 class FeatureStore:
@@ -38,6 +54,7 @@ class FeatureStore:
         self.repo: Repo = load_repo(self.settings.repo)
         self._database: Database | None = None
         self._batch: BatchExecutor | None = None
+        self._redis: redis.Redis | None = None
 
     @property
     def database(self) -> Database:
@@ -52,6 +69,113 @@ class FeatureStore:
         if self._batch is None:
             self._batch = BatchExecutor(self.settings.repo)
         return self._batch
+
+    @property
+    def redis(self) -> redis.Redis:
+        """The online store (REDIS_URL, or the repo's local redis-server, started if needed)."""
+        if self._redis is None:
+            self._redis = connect_redis(resolve_redis_url(self.settings, notify=_tell))
+        return self._redis
+
+    def get_online_features(
+        self,
+        features: Sequence[str],
+        entity_rows: Mapping[str, Sequence[Any]],
+        *,
+        full_feature_names: bool = False,
+        at: datetime | None = None,
+    ) -> OnlineResult:
+        """Current values of ``features`` for columnar ``entity_rows`` (``{"card_id": [...]}``),
+        with a status per value; ``at`` reads as of another time (tests, replays)."""
+        moment = at or datetime.now(UTC)
+        return read_online(
+            self.redis,
+            self.repo,
+            self.settings.project,
+            features,
+            entity_rows,
+            at_us=_to_us(moment),
+            full_feature_names=full_feature_names,
+        )
+
+    def materialize(
+        self,
+        views: Sequence[str] = (),
+        *,
+        incremental: bool = False,
+        on_progress: Callable[[str, int, int], None] = lambda view, done, total: None,
+    ) -> list[MaterializeResult]:
+        """Load history into Redis for ``views`` (default: all), fully or since the watermark."""
+        now = datetime.now(UTC)
+        results = []
+        for view in [self.repo.view(v) for v in views] or list(self.repo.views.values()):
+            plan = compile_view(view)
+            watermark = self._watermark(view.name) if incremental else None
+            with self.database.session() as session:
+                run = MaterializationRun(
+                    view=view.name,
+                    target="online",
+                    mode="incremental" if watermark else "full",
+                    end=now,
+                    definition_version=plan.version,
+                )
+                session.add(run)
+            try:
+                result = materialize_view(
+                    self.batch,
+                    self.redis,
+                    plan,
+                    self.settings.project,
+                    now_us=_to_us(now),
+                    watermark_us=watermark,
+                    on_progress=lambda d, t, v=view.name: on_progress(v, d, t),
+                )
+            except Exception as exc:
+                self._finish(run, "failed", 0, str(exc))
+                raise
+            self._finish(run, "succeeded", result.written, None)
+            if result.watermark_us is not None:
+                self._set_watermark(view.name, result.watermark_us)
+            results.append(result)
+        return results
+
+    def push(self, source: str, events: Any) -> int:
+        """Send events (a frame or a list of dicts) to ``source``'s stream for `skewless ingest`."""
+        if source not in self.repo.sources:
+            raise DefinitionError(
+                f"Unknown source '{source}'; this repo declares: {', '.join(sorted(self.repo.sources))}."
+            )
+        return push_events(self.redis, self.repo.sources[source], events)
+
+    def ingestor(self, sources: Sequence[str] = (), **options: Any) -> StreamIngestor:
+        """A stream consumer for ``sources`` (default: every source with a stream)."""
+        chosen = {}
+        for view in self.repo.views.values():
+            src = view.source
+            if src.stream and (not sources or src.name in sources):
+                chosen.setdefault(src.name, (src, []))[1].append(compile_view(view))
+        unknown = sorted(set(sources) - set(chosen))
+        if unknown:
+            raise DefinitionError(
+                f"No view reads a stream from source(s) {', '.join(unknown)}; streamed sources: {', '.join(sorted(chosen)) or 'none'}."
+            )
+        if not chosen:
+            raise DefinitionError("No source of this repo declares a stream=; nothing to ingest.")
+        return StreamIngestor(self.redis, self.settings.repo, chosen, **options)
+
+    def _watermark(self, view: str) -> int | None:
+        with self.database.session() as session:
+            row = session.get(Watermark, (view, "online"))
+            return _to_us(row.watermark) if row else None
+
+    def _set_watermark(self, view: str, watermark_us: int) -> None:
+        moment = datetime.fromtimestamp(watermark_us / 1e6, UTC)
+        with self.database.session() as session:
+            row = session.get(Watermark, (view, "online"))
+            if row is None:
+                session.add(Watermark(view=view, target="online", watermark=moment))
+            else:
+                row.watermark = moment
 
     def get_historical_features(
         self,
@@ -159,7 +283,9 @@ class FeatureStore:
             run.status, run.rows_written, run.error, run.finished_at = status, rows, error, utcnow()
 
     def close(self) -> None:
-        """Release database and DuckDB connections."""
+        """Release database, Redis and DuckDB connections."""
+        if self._redis is not None:
+            self._redis.close()
         if self._database is not None:
             self._database.close()
         if self._batch is not None:

@@ -72,6 +72,18 @@ class Settings:
         )
 
     @property
+    def project(self) -> str:
+        """The Feast project named in feature_store.yaml (part of every plain-view Redis key)."""
+        import yaml
+
+        config = yaml.safe_load((self.repo / "feature_store.yaml").read_text()) or {}
+        if not isinstance(config, dict) or not config.get("project"):
+            raise ConfigError(
+                f"{self.repo / 'feature_store.yaml'} has no 'project:'; add one, e.g. project: my_features."
+            )
+        return str(config["project"])
+
+    @property
     def state_dir(self) -> Path:
         """Where skewless keeps local state for this repo (SQLite, local Redis, registry)."""
         return self.repo / ".skewless"

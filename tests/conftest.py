@@ -95,3 +95,13 @@ def example_repo(tmp_path: Path) -> Path:
 def repo_settings(example_repo: Path, database_url: str, redis_url: str) -> Settings:
     """Settings for the example repo copy, on each metadata backend and the real Redis."""
     return Settings.load(example_repo, env={"SKEWLESS_DATABASE_URL": database_url, "REDIS_URL": redis_url})
+
+
+@pytest.fixture
+def isolated_redis_url(redis_url: str, worker_id: str) -> str:
+    """A Redis database of its own for this xdist worker, emptied first: for tests whose keys
+    (example view names, streams) would collide with another test's."""
+    index = 1 + (int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else 0)
+    url = redis_url.rsplit("/", 1)[0] + f"/{index}"
+    redis.Redis.from_url(url).flushdb()
+    return url

@@ -14,6 +14,7 @@ from skewless._version import __version__
 from skewless.cli._common import RepoOption, console, err_console
 from skewless.cli.data_commands import generate
 from skewless.cli.offline_commands import backfill, training_set
+from skewless.cli.online_commands import ingest, materialize
 from skewless.cli.repo_commands import apply, init, plan
 from skewless.settings import Settings
 from skewless.stores.redis_connection import stop_local_redis
@@ -71,6 +72,8 @@ app.command()(apply)
 app.command()(generate)
 app.command()(backfill)
 app.command("training-set")(training_set)
+app.command()(materialize)
+app.command()(ingest)
 
 
 def run() -> None:

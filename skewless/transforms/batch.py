@@ -40,7 +40,9 @@ class BatchExecutor:
         source = plan.source
         if source.path is not None:
             path = self.repo_root / source.path
-            if not any(path.parent.glob(path.name)):
+            if not any(path.parent.glob(path.name)) and not any(
+                (self.repo_root / source.stream_history).glob("*.parquet")
+            ):
                 raise ExecutionError(
                     f"view '{plan.name}': no history at {path} for source '{source.name}'; "
                     "write the file (e.g. `skewless generate` for the example) or fix path=."
@@ -57,12 +59,18 @@ class BatchExecutor:
         source = plan.source
         columns = ", ".join(quote(c) for c in source.columns)
         if source.path is not None:
-            path = str(self.repo_root / source.path).replace("'", "''")
-            return f"SELECT {columns}, file_row_number AS __ord FROM read_parquet('{path}', file_row_number = true)"
+            history = self.repo_root / source.path
+            paths = [str(history)] if any(history.parent.glob(history.name)) else []
+            streamed = self.repo_root / source.stream_history
+            if any(streamed.glob("*.parquet")):
+                paths.append(str(streamed / "*.parquet"))
+            listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+            return f"SELECT {columns}, file_row_number AS __ord FROM read_parquet([{listed}], file_row_number = true, union_by_name = true)"
         return f"SELECT {columns}, rowid AS __ord FROM offline.{quote(str(source.table))}"
 
-    def events(self, plan: ViewPlan, *, until_us: int | None = None) -> pl.DataFrame:
-        """The view's counted events (up to event time ``until_us``), transformed."""
+    def events(self, plan: ViewPlan, *, until_us: int | None = None, transform: bool = True) -> pl.DataFrame:
+        """The view's counted events (up to event time ``until_us``), in arrival order, transformed
+        unless ``transform`` is False (a replay into the incremental executor transforms itself)."""
         self.validate(plan)
         until = f"WHERE __event_us <= {int(until_us)}" if until_us is not None else ""
         # Arrival order: deterministic (DuckDB scans in parallel) and the order a stream replays.
@@ -74,7 +82,7 @@ class BatchExecutor:
                 f"view '{plan.name}': reading source '{plan.source.name}' failed: {exc}"
             ) from exc
         assert isinstance(events, pl.DataFrame)
-        return plan.transform(events) if plan.transform is not None else events
+        return plan.transform(events) if transform and plan.transform is not None else events
 
     def compute(
         self,
@@ -87,7 +95,8 @@ class BatchExecutor:
         """Feature values at each entity row's time.
 
         ``rows`` has ``__row`` (an integer id), the view's join keys and ``__t`` (event time in
-        µs since the epoch). The result has ``__row`` and one column per feature, in row order.
+        µs since the epoch). The result has ``__row``, ``__latest_us`` (the entity's latest
+        counted event at ``__t``, null if none) and one column per feature, in row order.
         ``events`` lets a caller that computes many batches (a backfill) read history once.
         """
         if events is None:

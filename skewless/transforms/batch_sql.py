@@ -150,7 +150,7 @@ def feature_view_sql(plan: ViewPlan, *, as_available: bool) -> str:
     return f"""
         WITH w AS ({windows}),
         latest AS ({_latest_sql(plan, as_available)})
-        SELECT r.__row, {outputs}
+        SELECT r.__row, latest.__latest AS __latest_us, {outputs}
         FROM __rows r LEFT JOIN w USING (__row) LEFT JOIN latest USING (__row)
         ORDER BY r.__row"""
 
@@ -167,6 +167,6 @@ def plain_view_sql(plan: ViewPlan, *, as_available: bool) -> str:
     )
     return f"""
         WITH latest AS ({_latest_sql(plan, as_available, payload)})
-        SELECT r.__row, {outputs}
+        SELECT r.__row, latest.__latest AS __latest_us, {outputs}
         FROM __rows r LEFT JOIN latest USING (__row)
         ORDER BY r.__row"""

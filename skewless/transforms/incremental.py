@@ -36,7 +36,7 @@ _SEP = "\x1f"
 
 @dataclass
 class ApplyResult:
-    """What one batch did: events applied per view, duplicates skipped, events rejected."""
+    """What one batch did: events applied per view, duplicate events skipped, events rejected."""
 
     applied: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
@@ -141,25 +141,38 @@ class IncrementalExecutor:
                 counted = plan.transform(counted)
             applied, duplicates = self._apply_view(plan, counted)
             result.applied[plan.name] = applied
-            result.duplicates += duplicates + (frame.height - rejected[-1].height - counted.height)
+            # An event is one duplicate however many views read it.
+            result.duplicates = max(
+                result.duplicates, duplicates + (frame.height - rejected[-1].height - counted.height)
+            )
         result.rejected = pl.concat(rejected).unique(["__ord"], maintain_order=True) if rejected else None
         return result
 
     def _apply_view(self, plan: ViewPlan, counted: pl.DataFrame) -> tuple[int, int]:
-        applied = duplicates = 0
-        for _, group in counted.group_by(list(plan.join_keys), maintain_order=True):
-            rows = group.to_dicts()
-            if self._run(plan, rows):
-                applied += len(rows)
-                continue
-            for row in rows:  # an id was seen before: apply one by one, skipping the seen ones
-                if self._run(plan, [row]):
-                    applied += 1
-                else:
-                    duplicates += 1
-        return applied, duplicates
+        """One script per entity, all pipelined; entities whose batch held an already applied
+        id are retried one event at a time, which skips exactly the applied ones."""
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for row in counted.to_dicts():
+            groups.setdefault(tuple(row[k] for k in plan.join_keys), []).append(row)
+        entities = list(groups.values())
+        results = self._run_all(plan, entities)
+        applied = sum(len(rows) for rows, ok in zip(entities, results, strict=True) if ok)
+        retry = [[row] for rows, ok in zip(entities, results, strict=True) if not ok for row in rows]
+        retried = self._run_all(plan, retry) if retry else []
+        applied += sum(retried)
+        return applied, len(retried) - sum(retried)
 
-    def _run(self, plan: ViewPlan, rows: list[dict[str, Any]]) -> bool:
+    def _run_all(self, plan: ViewPlan, batches: list[list[dict[str, Any]]]) -> list[bool]:
+        pipe = self.client.pipeline(transaction=False)
+        for rows in batches:
+            keys, args = self._script_call(plan, rows)
+            self._apply(keys=keys, args=args, client=pipe)
+        try:
+            return [bool(r) for r in pipe.execute()]
+        except redis.RedisError as exc:
+            raise StoreError(f"view '{plan.name}': online write failed: {exc}") from exc
+
+    def _script_call(self, plan: ViewPlan, rows: list[dict[str, Any]]) -> tuple[list[str], list[Any]]:
         now_us = min(r["__ingest_us"] for r in rows)
         tag = entity_tag(plan.name, [rows[0][k] for k in plan.join_keys])
         ops, live = _ops(plan, rows, now_us)
@@ -169,21 +182,18 @@ class IncrementalExecutor:
         for row in rows:  # a duplicate is the same id at the same event time (semantics §3)
             args += [f"{row['__id']}@{row['__event_us']}", row["__event_us"] + plan.lateness_us]
         args += [max(r["__event_us"] for r in rows), self._latest_ttl_ms(plan)]
-        flat = [
-            (index[k], op, name, item) for k, bucket in ops.items() for (op, name), item in bucket.items()
-        ]
         commands: list[Any] = []
-        for key_index, op, name, item in flat:
-            for value in sorted(item) if op == "sadd" else [item]:
-                encoded = f"{value[0]}{_SEP}{_format(value[1])}" if op.startswith("last") else _format(value)
-                commands += [key_index, op, name, encoded]
+        for key, bucket in ops.items():
+            for (op, name), item in bucket.items():
+                for value in sorted(item) if op == "sadd" else [item]:
+                    encoded = (
+                        f"{value[0]}{_SEP}{_format(value[1])}" if op.startswith("last") else _format(value)
+                    )
+                    commands += [index[key], op, name, encoded]
         args += [len(commands) // 4, *commands]
         expiries = [(index[k], self._tile_ttl_ms(plan, k, now_us)) for k in sorted(live)]
         args += [len(expiries), *[x for pair in expiries for x in pair]]
-        try:
-            return bool(self._apply(keys=keys, args=args))
-        except redis.RedisError as exc:
-            raise StoreError(f"view '{plan.name}': online write failed: {exc}") from exc
+        return keys, args
 
     @staticmethod
     def _latest_ttl_ms(plan: ViewPlan) -> int:

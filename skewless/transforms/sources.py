@@ -99,6 +99,11 @@ class EventSource:
             )
 
     @property
+    def stream_history(self) -> str:
+        """Where events ingested from the stream land offline (parquet files), relative to the repo."""
+        return f"data/stream/{self.name}"
+
+    @property
     def columns(self) -> dict[str, pl.DataType]:
         """Column name to polars type."""
         return dict(self.schema)

@@ -1,0 +1,108 @@
+"""``materialize`` and ``ingest``: fill the online store from history and from streams."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from skewless.cli._common import RepoOption, console, err_console
+from skewless.feature_store import FeatureStore
+from skewless.settings import Settings
+
+__all__ = ["ingest", "materialize"]
+
+
+def materialize(
+    views: Annotated[list[str] | None, typer.Argument(help="Views to materialize (default: all).")] = None,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="Apply only events ingested since the last run's watermark.")
+    ] = False,
+    repo: RepoOption = None,
+) -> None:
+    """Load history into Redis: latest rows for plain views, window tiles for feature views.
+
+    A full run recomputes the online state as of now (re-running an interrupted one starts over);
+    --incremental resumes from the watermark in the metadata DB without double counting.
+    """
+    store = FeatureStore(settings=Settings.load(repo))
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_progress(view: str, done: int, total: int) -> None:
+            if view not in tasks:
+                tasks[view] = progress.add_task(f"materialize {view}", total=total)
+            progress.update(tasks[view], completed=done, total=total)
+
+        results = store.materialize(views or (), incremental=incremental, on_progress=on_progress)
+    for result in results:
+        unit = "events" if store.repo.view(result.view).spec()["kind"] == "feature_view" else "rows"
+        console.print(f"{result.view}: wrote {result.written:,} {unit} to Redis.")
+    store.close()
+
+
+def ingest(
+    sources: Annotated[
+        list[str] | None,
+        typer.Option("--source", "-s", help="Sources to consume (default: every source with a stream)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Entries read per batch.")] = 500,
+    seconds: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: run until interrupted).")
+    ] = None,
+    claim_after: Annotated[
+        float,
+        typer.Option(
+            help="Take over entries another consumer left unacknowledged this many seconds (it died)."
+        ),
+    ] = 30.0,
+    repo: RepoOption = None,
+) -> None:
+    """Consume the sources' Redis Streams into the online store and the offline history.
+
+    Several `skewless ingest` processes share the work (one consumer group). Batches are
+    acknowledged after the writes; bad and too-late events go to <stream>:dead with the reason.
+    """
+    store = FeatureStore(settings=Settings.load(repo))
+    ingestor = store.ingestor(sources or (), batch_size=batch_size, claim_idle_ms=int(claim_after * 1000))
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    started = last_report = time.monotonic()
+    streams = ", ".join(str(s.stream) for s, _ in ingestor.sources.values())
+    err_console.print(f"Ingesting {streams} as consumer '{ingestor.consumer}' (Ctrl-C to stop).")
+
+    def done() -> bool:
+        nonlocal last_report
+        now = time.monotonic()
+        if now - last_report >= 5:
+            _report(ingestor)
+            last_report = now
+        return stopping or (seconds is not None and now - started >= seconds)
+
+    ingestor.run(until=done)
+    _report(ingestor)
+    store.close()
+
+
+def _report(ingestor: object) -> None:
+    stats = ingestor.stats  # type: ignore[attr-defined]
+    lag = ingestor.lag()  # type: ignore[attr-defined]
+    console.print(
+        f"events {stats.events:,} · applied {stats.applied:,} · duplicates {stats.duplicates:,} · "
+        f"dead-lettered {stats.dead_lettered:,} · lag {sum(lag.values()):,}"
+    )

@@ -1,0 +1,1 @@
+"""Online work: materialization into Redis, streaming ingestion, and reads with statuses."""

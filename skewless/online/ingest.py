@@ -1,0 +1,236 @@
+"""Streaming ingestion: Redis Streams → the incremental executor, at least once, exactly one effect.
+
+Each event source with a ``stream`` is consumed by the consumer group ``skewless``; several
+``skewless ingest`` processes share the work. A batch is acknowledged only after (1) its events
+landed in the offline history (``data/stream/<source>/…parquet``, with their ingest time) and
+(2) the online writes succeeded. A crash before the ack means redelivery; the recorded event ids
+make the second application a no-op (transforms/incremental.py). Entries that cannot be parsed,
+and events that do not count (too late, missing keys), go to ``<stream>:dead`` with the reason.
+
+An entry is a flat map of the source's columns as strings (timestamps as ISO 8601 with a zone,
+or integer microseconds since the epoch). Its ingest time is the entry id's millisecond time,
+unless the entry carries ``__ingest_us`` (set by ``POST /push`` and ``FeatureStore.push``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import redis
+
+from skewless._errors import StoreError
+from skewless.transforms.compiled import ViewPlan
+from skewless.transforms.dtypes import dtype_name
+from skewless.transforms.incremental import IncrementalExecutor
+from skewless.transforms.sources import EventSource
+
+__all__ = ["GROUP", "IngestStats", "StreamIngestor", "dead_letter_stream", "parse_entries"]
+
+GROUP = "skewless"
+
+
+def dead_letter_stream(stream: str) -> str:
+    return f"{stream}:dead"
+
+
+def _parse_time(text: str) -> datetime:
+    if text.lstrip("-").isdigit():
+        return datetime.fromtimestamp(int(text) / 1_000_000, UTC)
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no time zone")
+    return moment
+
+
+def _parse_field(text: str | None, dtype: pl.DataType) -> Any:
+    if text is None or text == "":
+        return None
+    name = dtype_name(dtype)
+    if name in ("Int32", "Int64"):
+        return int(text)
+    if name in ("Float32", "Float64"):
+        return float(text)
+    if name == "Boolean":
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"{text!r} is not a boolean")
+        return text.lower() in ("true", "1")
+    if name == "Datetime":
+        return _parse_time(text)
+    return text
+
+
+def parse_entries(
+    source: EventSource, entries: Sequence[tuple[bytes, dict[bytes, bytes]]], first_ord: int
+) -> tuple[pl.DataFrame, list[tuple[bytes, dict[bytes, bytes], str]]]:
+    """Entries as a typed frame (source columns, ``__ingest_us``, ``__ord``, ``__id``), and the
+    malformed ones with the reason each could not be read."""
+    good: list[dict[str, Any]] = []
+    bad: list[tuple[bytes, dict[bytes, bytes], str]] = []
+    for position, (entry_id, raw) in enumerate(entries):
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        unknown = sorted(set(fields) - set(source.columns) - {"__ingest_us"})
+        try:
+            if unknown:
+                raise ValueError(f"unknown fields {', '.join(unknown)}")
+            row = {c: _parse_field(fields.get(c), dt) for c, dt in source.columns.items()}
+        except ValueError as exc:
+            bad.append((entry_id, raw, f"malformed: {exc}"))
+            continue
+        millis = int(entry_id.split(b"-")[0])
+        row["__ingest_us"] = int(fields["__ingest_us"]) if "__ingest_us" in fields else millis * 1000 + 999
+        row["__ord"] = first_ord + position
+        row["__id"] = entry_id.decode()
+        good.append(row)
+    schema = {**source.columns, "__ingest_us": pl.Int64, "__ord": pl.Int64, "__id": pl.String}
+    return pl.DataFrame(good, schema=schema), bad
+
+
+@dataclass
+class IngestStats:
+    """Counters an ingest process exposes (and `skewless ingest` prints)."""
+
+    batches: int = 0
+    events: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    last_lag: dict[str, int] = field(default_factory=dict)
+
+
+class StreamIngestor:
+    """Consumes the streams of some sources into Redis state and the offline history."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        repo_root: Path,
+        plans_by_source: dict[str, tuple[EventSource, list[ViewPlan]]],
+        *,
+        consumer: str | None = None,
+        batch_size: int = 500,
+        block_ms: int = 200,
+        claim_idle_ms: int = 30_000,
+    ) -> None:
+        self.client = client
+        self.repo_root = repo_root
+        self.sources = plans_by_source
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.batch_size = batch_size
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.executor = IncrementalExecutor(client)
+        self.stats = IngestStats()
+        for source, _ in plans_by_source.values():
+            self._ensure_group(str(source.stream))
+
+    def _ensure_group(self, stream: str) -> None:
+        try:
+            self.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise StoreError(f"cannot create consumer group on stream '{stream}': {exc}") from exc
+
+    def run(self, *, until: Callable[[], bool] = lambda: False) -> IngestStats:
+        """Consume until ``until()`` is true (a signal handler, a test, a deadline)."""
+        while not until():
+            self.step()
+        return self.stats
+
+    def step(self) -> int:
+        """Read, apply and acknowledge one batch per source. First come entries this consumer
+        read but never acknowledged, then entries another consumer left unacknowledged for longer
+        than ``claim_idle_ms`` (it died), then new ones."""
+        handled = 0
+        for source, plans in self.sources.values():
+            entries = self._next_entries(str(source.stream))
+            if entries:
+                handled += self._handle(source, plans, entries)
+        return handled
+
+    def _next_entries(self, stream: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        reply = self.client.xreadgroup(GROUP, self.consumer, {stream: "0"}, count=self.batch_size)
+        if reply and reply[0][1]:
+            return list(reply[0][1])
+        claimed = self.client.xautoclaim(
+            stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch_size
+        )
+        if claimed[1]:
+            return [entry for entry in claimed[1] if entry[1] is not None]
+        reply = self.client.xreadgroup(
+            GROUP, self.consumer, {stream: ">"}, count=self.batch_size, block=self.block_ms
+        )
+        return list(reply[0][1]) if reply else []
+
+    def _handle(
+        self, source: EventSource, plans: list[ViewPlan], entries: list[tuple[bytes, dict[bytes, bytes]]]
+    ) -> int:
+        stream = str(source.stream)
+        frame, bad = parse_entries(source, entries, first_ord=_entry_ord(entries[0][0]))
+        self._land_offline(source, frame)
+        result = self.executor.apply(plans, frame) if frame.height else None
+        pipe = self.client.pipeline(transaction=False)
+        for entry_id, raw, reason in bad:
+            pipe.xadd(dead_letter_stream(stream), {**raw, b"__reason": reason.encode(), b"__entry": entry_id})
+        if result is not None and result.rejected is not None:
+            for row in result.rejected.iter_rows(named=True):
+                pipe.xadd(
+                    dead_letter_stream(stream),
+                    {**_as_fields(source, row), "__reason": row["__reason"], "__entry": row["__id"]},
+                )
+        pipe.xack(stream, GROUP, *[entry_id for entry_id, _ in entries])
+        pipe.execute()
+        self.stats.batches += 1
+        self.stats.events += len(entries)
+        self.stats.dead_lettered += len(bad) + (
+            result.rejected.height if result and result.rejected is not None else 0
+        )
+        if result is not None:
+            self.stats.applied += max(result.applied.values(), default=0)
+            self.stats.duplicates += result.duplicates
+        return len(entries)
+
+    def _land_offline(self, source: EventSource, frame: pl.DataFrame) -> None:
+        """Append the batch to the source's offline stream history, with its ingest time.
+
+        One file per batch named by its first entry, so a redelivered batch overwrites itself."""
+        if not frame.height:
+            return
+        directory = self.repo_root / source.stream_history
+        directory.mkdir(parents=True, exist_ok=True)
+        name = directory / f"{frame['__id'][0].replace('-', '_')}.parquet"
+        if source.ingest_time is not None:  # the offline executor's lateness uses the same clock
+            frame = frame.with_columns(
+                pl.col("__ingest_us").cast(pl.Datetime("us", "UTC")).alias(source.ingest_time)
+            )
+        frame.select(*source.columns, "__id").write_parquet(name.with_suffix(".tmp"))
+        name.with_suffix(".tmp").replace(name)
+
+    def lag(self) -> dict[str, int]:
+        """Entries not yet delivered to the group, per stream (Redis ≥ 7 reports it)."""
+        lags = {}
+        for source, _ in self.sources.values():
+            groups = self.client.xinfo_groups(str(source.stream))
+            info = next((g for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
+            lags[str(source.stream)] = int(info.get("lag") or 0) if info else 0
+        self.stats.last_lag = lags
+        return lags
+
+
+def _entry_ord(entry_id: bytes) -> int:
+    """A stream position that orders like the entry id (milliseconds, then sequence)."""
+    millis, sequence = entry_id.split(b"-")
+    return int(millis) * 1_000_000 + int(sequence)
+
+
+def _as_fields(source: EventSource, row: dict[str, Any]) -> dict[str, str]:
+    return {
+        c: "" if row.get(c) is None else (row[c].isoformat() if isinstance(row[c], datetime) else str(row[c]))
+        for c in source.columns
+    }

@@ -1,0 +1,104 @@
+"""Plain views online: write latest rows in Feast's format, read them back with statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import polars as pl
+import redis
+
+from skewless._errors import StoreError
+from skewless.stores.feast_format import (
+    WRITE_SCRIPT,
+    decode_value,
+    encode_entity_key,
+    encode_timestamp,
+    encode_values,
+    feature_field,
+    order_field,
+    ts_field,
+)
+from skewless.stores.online_read import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT, OnlineRow
+from skewless.transforms.compiled import ViewPlan
+
+__all__ = ["read_plain_view", "write_plain_rows"]
+
+_BATCH = 5_000
+
+
+def write_plain_rows(
+    client: redis.Redis,
+    plan: ViewPlan,
+    project: str,
+    rows: pl.DataFrame,
+    *,
+    newer_only: bool = True,
+    on_batch: Callable[[int], None] = lambda n: None,
+) -> int:
+    """Write each row (join keys, features, ``__event_us``) as its entity's current value.
+
+    ``newer_only`` compares with the stored event time and keeps the newer row (streams);
+    a full materialization, which computed the latest rows itself, overwrites directly.
+    """
+    names = [feature_field(plan.name, f) for f in plan.features]
+    columns = [encode_values(rows[f]) for f in plan.features]
+    keys = [
+        encode_entity_key(plan.join_keys, list(k), plan.key_dtypes, project)
+        for k in rows.select(plan.join_keys).iter_rows()
+    ]
+    event_us = rows["__event_us"].to_list()
+    ts, order = ts_field(plan.name), order_field(plan.name)
+    script = client.register_script(WRITE_SCRIPT)
+    written = 0
+    try:
+        for start in range(0, rows.height, _BATCH):
+            pipe = client.pipeline(transaction=False)
+            for i in range(start, min(start + _BATCH, rows.height)):
+                mapping: dict[bytes, Any] = dict(zip(names, (c[i] for c in columns), strict=True))
+                mapping[ts] = encode_timestamp(event_us[i])
+                if newer_only:
+                    flat = [x for pair in mapping.items() for x in pair]
+                    script(keys=[keys[i]], args=[order, event_us[i], *flat], client=pipe)
+                else:
+                    mapping[order] = event_us[i]
+                    pipe.hset(keys[i], mapping=mapping)
+            written += len(pipe.execute())
+            on_batch(written)
+    except redis.RedisError as exc:
+        raise StoreError(f"view '{plan.name}': writing to Redis failed: {exc}") from exc
+    return written
+
+
+def read_plain_view(
+    client: redis.Redis, plan: ViewPlan, project: str, entities: Sequence[Sequence[Any]], at_us: int
+) -> list[OnlineRow]:
+    """The latest row of each entity, with TTL honoured (OUTSIDE_MAX_AGE), as of ``at_us``."""
+    fields = [feature_field(plan.name, f) for f in plan.features] + [order_field(plan.name)]
+    pipe = client.pipeline(transaction=False)
+    for entity in entities:
+        pipe.hmget(encode_entity_key(plan.join_keys, list(entity), plan.key_dtypes, project), fields)
+    try:
+        replies = pipe.execute()
+    except redis.RedisError as exc:
+        raise StoreError(f"view '{plan.name}': online read failed: {exc}") from exc
+    return (
+        [_row(plan, reply) for reply in replies]
+        if plan.ttl_us is None
+        else [_row(plan, reply, at_us) for reply in replies]
+    )
+
+
+def _row(plan: ViewPlan, reply: list[bytes | None], at_us: int | None = None) -> OnlineRow:
+    *raw, order = reply
+    if order is None:
+        return OnlineRow({f: None for f in plan.features}, {f: NOT_FOUND for f in plan.features}, None)
+    event_us = int(order)
+    if at_us is not None and plan.ttl_us is not None and event_us < at_us - plan.ttl_us:
+        return OnlineRow(
+            {f: None for f in plan.features}, {f: OUTSIDE_MAX_AGE for f in plan.features}, event_us
+        )
+    values = {f: decode_value(r, plan.features[f]) for f, r in zip(plan.features, raw, strict=True)}
+    return OnlineRow(
+        values, {f: PRESENT if v is not None else NULL_VALUE for f, v in values.items()}, event_us
+    )

@@ -1,0 +1,73 @@
+"""Push: validate events against their source's schema and append them to its stream.
+
+``FeatureStore.push`` and ``POST /push`` use this; the events then take the same path as any
+streamed event (``skewless ingest``), so pushing never bypasses dedup, lateness or the offline
+history. The ingest time is set here, when skewless receives the event.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import redis
+
+from skewless._errors import ExecutionError, StoreError
+from skewless.transforms.sources import EventSource
+
+__all__ = ["push_events"]
+
+
+def _check(source: EventSource, frame: pl.DataFrame) -> pl.DataFrame:
+    unknown = sorted(set(frame.columns) - set(source.columns))
+    if unknown:
+        raise ExecutionError(
+            f"source '{source.name}' has no column {', '.join(unknown)}; its columns are {', '.join(source.columns)}."
+        )
+    if source.event_time not in frame.columns:
+        raise ExecutionError(
+            f"events for source '{source.name}' need their event time column '{source.event_time}'."
+        )
+    typed = {}
+    for column in frame.columns:
+        dtype = source.columns[column]
+        series = frame[column]
+        if (
+            isinstance(dtype, pl.Datetime)
+            and isinstance(series.dtype, pl.Datetime)
+            and series.dtype.time_zone is None
+        ):
+            raise ExecutionError(
+                f"events: '{column}' has no time zone; send UTC times (e.g. 2026-11-01T12:00:00Z)."
+            )
+        if isinstance(dtype, pl.Datetime) and series.dtype == pl.String:
+            series = series.str.to_datetime(time_zone="UTC", strict=False)
+        try:
+            typed[column] = series.cast(dtype, strict=True)
+        except pl.exceptions.InvalidOperationError as exc:
+            raise ExecutionError(f"events: column '{column}' is not {dtype} ({series.dtype} given).") from exc
+        if typed[column].null_count() > series.null_count():
+            raise ExecutionError(f"events: column '{column}' has values that are not {dtype}.")
+    return pl.DataFrame(typed)
+
+
+def push_events(client: redis.Redis, source: EventSource, events: pl.DataFrame | list[dict[str, Any]]) -> int:
+    """Append ``events`` to ``source``'s stream; returns how many. Nothing is sent if any is invalid."""
+    if source.stream is None:
+        raise ExecutionError(f"source '{source.name}' has no stream=; declare one to push events to it.")
+    frame = _check(source, events if isinstance(events, pl.DataFrame) else pl.DataFrame(events))
+    if frame.is_empty():
+        raise ExecutionError("no events to push.")
+    now_us = int(datetime.now(UTC).timestamp() * 1_000_000)
+    pipe = client.pipeline(transaction=False)
+    for row in frame.iter_rows(named=True):
+        fields = {
+            k: (v.isoformat() if isinstance(v, datetime) else str(v)) for k, v in row.items() if v is not None
+        }
+        pipe.xadd(source.stream, {**fields, "__ingest_us": str(now_us)})
+    try:
+        pipe.execute()
+    except redis.RedisError as exc:
+        raise StoreError(f"pushing to stream '{source.stream}' failed: {exc}") from exc
+    return frame.height

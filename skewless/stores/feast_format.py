@@ -1,0 +1,135 @@
+"""Plain views in Feast's documented Redis format, so Feast's own SDK reads what skewless wrote.
+
+Feast keeps one Redis hash per entity key: the key is the serialized entity key (version 3)
+followed by the project name; each feature is a field named by the murmur3 hash of
+``"<view>:<feature>"`` holding a serialized ``ValueProto``, and ``_ts:<view>`` holds a
+``Timestamp`` proto. skewless adds one field Feast ignores, ``_skl:<view>``: the event time in
+µs, so concurrent writers keep the newest row (compare-and-set in ``WRITE_SCRIPT``).
+
+Encoders are written out here (the proto wire format of these few types) because they run for
+every row of a materialization; tests check them byte for byte against Feast's own.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import mmh3
+import polars as pl
+
+from skewless.transforms.dtypes import dtype_name
+
+__all__ = [
+    "WRITE_SCRIPT",
+    "decode_value",
+    "encode_entity_key",
+    "encode_timestamp",
+    "encode_values",
+    "feature_field",
+    "order_field",
+    "ts_field",
+]
+
+_ENTITY_VALUE_TYPES = {"String": 2, "Int32": 3, "Int64": 4}  # Feast ValueType numbers
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # negative integers are ten bytes, as protobuf encodes int64
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_entity_key(
+    join_keys: Sequence[str], values: Sequence[Any], dtypes: Sequence[pl.DataType], project: str
+) -> bytes:
+    """Feast's Redis key for one entity (entity key serialization version 3, then the project)."""
+    pairs = sorted(zip(join_keys, values, dtypes, strict=True), key=lambda p: p[0])
+    out = [struct.pack("<I", len(pairs))]
+    for key, _, _ in pairs:
+        raw = key.encode()
+        out += [struct.pack("<II", 2, len(raw)), raw]
+    for _, value, dtype in pairs:
+        name = dtype_name(dtype)
+        raw = (
+            str(value).encode()
+            if name == "String"
+            else struct.pack("<i" if name == "Int32" else "<q", int(value))
+        )
+        out += [struct.pack("<II", _ENTITY_VALUE_TYPES[name], len(raw)), raw]
+    out.append(project.encode())
+    return b"".join(out)
+
+
+def feature_field(view: str, feature: str) -> bytes:
+    """Feast's hash field for a feature: the first 4 bytes of little-endian murmur3."""
+    return struct.pack("<Q", mmh3.hash(f"{view}:{feature}", signed=False))[:4]
+
+
+def ts_field(view: str) -> bytes:
+    return f"_ts:{view}".encode()
+
+
+def order_field(view: str) -> bytes:
+    return f"_skl:{view}".encode()
+
+
+def encode_timestamp(event_us: int) -> bytes:
+    """A ``google.protobuf.Timestamp`` (zero fields omitted, as protobuf does)."""
+    seconds, micros = divmod(event_us, 1_000_000)
+    out = b"\x08" + _varint(seconds) if seconds else b""
+    return out + (b"\x10" + _varint(micros * 1000) if micros else b"")
+
+
+def _encoder(dtype: pl.DataType) -> Any:
+    name = dtype_name(dtype)
+    if name == "Float64":
+        return lambda v: b"\x29" + struct.pack("<d", v)
+    if name == "Float32":
+        return lambda v: b"\x35" + struct.pack("<f", v)
+    if name == "Int64":
+        return lambda v: b"\x20" + _varint(v)
+    if name == "Int32":
+        return lambda v: b"\x18" + _varint(v)
+    if name == "Boolean":
+        return lambda v: b"\x38\x01" if v else b"\x38\x00"
+    if name == "String":
+        return lambda v: b"\x12" + _varint(len(raw := v.encode())) + raw
+    return lambda v: b"\x40" + _varint(int(v.timestamp()))  # Datetime: Feast keeps whole seconds
+
+
+def encode_values(series: pl.Series) -> list[bytes]:
+    """Serialized ``ValueProto`` of each value; a null is the empty message, as Feast writes it."""
+    encode = _encoder(series.dtype)
+    return [b"" if v is None else encode(v) for v in series.to_list()]
+
+
+def decode_value(raw: bytes | None, dtype: pl.DataType) -> Any:
+    """A ``ValueProto`` back to Python (None for an empty message or a missing field)."""
+    if not raw:
+        return None
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    message = Value()
+    message.ParseFromString(raw)
+    kind = message.WhichOneof("val")
+    value = getattr(message, kind) if kind else None
+    if kind == "unix_timestamp_val":
+        return datetime.fromtimestamp(value, UTC)
+    return value
+
+
+#: Write one entity's row if it is not older than the stored one (ties: the later write wins).
+#: KEYS[1] = entity hash; ARGV = order field, event µs, then field/value pairs.
+WRITE_SCRIPT = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current and tonumber(current) > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], unpack(ARGV, 3))
+return 1
+"""

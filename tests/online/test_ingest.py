@@ -1,0 +1,161 @@
+"""Streaming ingestion on real Redis: events reach the online store and the offline history,
+bad ones are dead-lettered with a reason, and killing `skewless ingest` loses and double-counts
+nothing (real processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from skewless import ExecutionError
+from skewless.feature_store import FeatureStore
+from skewless.online.ingest import dead_letter_stream
+from skewless.settings import Settings
+
+SKEWLESS = str(Path(sys.executable).with_name("skewless"))
+FEATURES = [
+    "card_activity:count_24h",
+    "card_activity:amount_usd_sum_24h",
+    "card_activity:merchant_id_distinct_count_24h",
+    "card_activity:amount_usd_last_7d",
+]
+
+
+def _store(repo: Path, redis_url: str, tmp_path: Path) -> FeatureStore:
+    return FeatureStore(
+        settings=Settings.load(
+            repo, env={"REDIS_URL": redis_url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
+        )
+    )
+
+
+def _events(count: int, *, seed: int = 1) -> pl.DataFrame:
+    """Recent card transactions, with every tenth one sent twice (same id and time)."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "event_id": f"t{seed}-{i}",
+            "card_id": f"c{i % 17:06d}",
+            "merchant_id": f"m{i % 5:05d}",
+            "amount": round(10 + i % 90 * 1.25, 2),
+            "currency": ("USD", "EUR", "GBP")[i % 3],
+            "event_time": now - timedelta(minutes=i % 50, seconds=i % 60),
+        }
+        for i in range(count)
+    ]
+    return pl.DataFrame(rows + rows[::10])
+
+
+def _wait(predicate: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _assert_online_equals_offline(store: FeatureStore) -> None:
+    cards = [f"c{i:06d}" for i in range(17)] + ["c999999"]
+    now = datetime.now(UTC)
+    online = store.get_online_features(FEATURES, {"card_id": cards}, at=now)
+    offline = store.get_historical_features(
+        pl.DataFrame({"card_id": cards, "event_timestamp": [now] * len(cards)}), FEATURES, as_available=True
+    )
+    for name, values in zip(online.names, online.values, strict=True):
+        expected = offline[name].to_list()
+        for got, want in zip(values, expected, strict=True):
+            assert got == pytest.approx(want, rel=1e-9) if isinstance(want, float) else got == want, (
+                name,
+                values,
+                expected,
+            )
+    assert online.statuses[0][-1] == "NOT_FOUND"
+
+
+def test_pushed_events_reach_online_and_offline_and_bad_ones_are_dead_lettered(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    assert store.push("transactions", _events(300)) == 330
+    store.redis.xadd("transactions", {"card_id": "c000001", "event_time": "yesterday"})
+    late = (datetime.now(UTC) - timedelta(hours=3)).isoformat()
+    store.redis.xadd(
+        "transactions",
+        {"event_id": "late", "card_id": "c000001", "amount": "5", "currency": "USD", "event_time": late},
+    )
+    ingestor = store.ingestor(batch_size=64)
+    while ingestor.step():
+        pass
+    assert ingestor.stats.events == 332 and ingestor.stats.duplicates == 30
+    dead = store.redis.xrange(dead_letter_stream("transactions"))
+    reasons = sorted(fields[b"__reason"].decode() for _, fields in dead)
+    assert len(reasons) == 2
+    assert reasons[0].startswith("malformed: Invalid isoformat string: 'yesterday'")
+    assert reasons[1].startswith("too late: arrived 108") and reasons[1].endswith(
+        "allowed lateness is 3600 s"
+    )
+    landed = pl.read_parquet(example_repo / "data" / "stream" / "transactions" / "*.parquet")
+    assert landed.height == 331  # every parsed event, duplicates and too-late included: history keeps all
+    assert ingestor.lag() == {"transactions": 0}
+    _assert_online_equals_offline(store)
+
+
+def test_push_rejects_bad_events_whole(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> None:
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    with pytest.raises(ExecutionError, match="source 'transactions' has no column colour"):
+        store.push("transactions", [{"card_id": "c1", "event_time": datetime.now(UTC), "colour": "red"}])
+    with pytest.raises(ExecutionError, match="column 'amount' is not Float64"):
+        store.push("transactions", [{"card_id": "c1", "event_time": datetime.now(UTC), "amount": "lots"}])
+    with pytest.raises(ExecutionError, match="has no time zone"):
+        store.push("transactions", [{"card_id": "c1", "event_time": datetime(2026, 1, 1)}])
+    assert store.redis.xlen("transactions") == 0
+
+
+def test_killing_ingest_mid_stream_loses_and_double_counts_nothing(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    env = {
+        **os.environ,
+        "REDIS_URL": isolated_redis_url,
+        "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
+    }
+    command = [SKEWLESS, "ingest", "--repo", str(example_repo), "--batch-size", "25", "--claim-after", "0.5"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for seed in range(8):
+            store.push("transactions", _events(250, seed=seed))
+        _wait(
+            lambda: (
+                len(list((example_repo / "data" / "stream" / "transactions").glob("*.parquet"))) >= 5
+                if (example_repo / "data" / "stream" / "transactions").exists()
+                else False
+            ),
+            60,
+        )
+        first.send_signal(signal.SIGKILL)  # mid-stream: some batches read but not acknowledged
+        first.wait(10)
+        second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait(
+                lambda: (
+                    store.redis.xinfo_groups("transactions")[0]["lag"] == 0
+                    and store.redis.xpending("transactions", "skewless")["pending"] == 0
+                ),
+                120,
+            )
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    _assert_online_equals_offline(store)
