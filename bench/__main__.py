@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import training_set
+from bench import online, training_set
 
 
 def main() -> None:
     quick = "--quick" in sys.argv
     training_set.main(large=not quick)
+    online.main()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ changes nothing) or was never applied.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from skewless.stores.redis_layout import (
     set_key,
     tile_key,
 )
-from skewless.transforms.compiled import CompiledAggregation, ViewPlan
+from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.events import reject_reasons
 
 __all__ = ["ApplyResult", "IncrementalExecutor"]
@@ -51,52 +51,84 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def _ops(
-    plan: ViewPlan, events: list[dict[str, Any]], now_us: int
-) -> tuple[dict[str, dict[tuple[str, str], Any]], set[str]]:
-    """Tile updates for one entity's events, merged per (key, op, field): fewer commands, same state."""
-    ops: dict[str, dict[tuple[str, str], Any]] = {}
-    tag = entity_tag(plan.name, [events[0][k] for k in plan.join_keys])
-    live: set[str] = set()
+@dataclass(frozen=True)
+class _Spec:
+    """One aggregation's online update, resolved once per plan (kept off the per-event path)."""
+
+    index: int
+    name: str
+    column: str | None
+    granularity_us: int
+    horizon_us: int  # a tile is readable until tile start + horizon (longest window + a tile)
+    op: str  # the Lua op for the value
+    field: str
+    distinct: bool
+    counts_events: bool  # count: adds 1 per event rather than the value
+    count_field: str | None  # mean: also counts its values here
+
+
+def _specs(plan: ViewPlan) -> list[_Spec]:
+    specs = []
     for index, agg in enumerate(plan.aggregations):
-        span = _span(plan, agg.granularity_us)
+        function = agg.aggregator.function
+        numeric = agg.input_dtype is None or agg.input_dtype.is_numeric()
+        floating = agg.input_dtype is not None and agg.input_dtype.is_float()
+        op, part = {
+            "count": ("inc", "n"),
+            "sum": ("incf" if floating else "inc", "s"),
+            "mean": ("incf", "s"),
+            "min": ("minn" if numeric else "mins", "m"),
+            "max": ("maxn" if numeric else "maxs", "m"),
+            "last": ("lastn" if numeric else "lasts", ""),
+            "distinct_count": ("sadd", ""),
+        }[function]
+        horizon = (
+            max(a.window_us for a in plan.aggregations if a.granularity_us == agg.granularity_us)
+            + agg.granularity_us
+        )
+        field_name = f"a{index}.{part}" if part else (f"a{index}" if function == "last" else "")
+        specs.append(
+            _Spec(
+                index, agg.name, agg.column, agg.granularity_us, horizon, op, field_name,
+                distinct=function == "distinct_count",
+                counts_events=function == "count",
+                count_field=f"a{index}.n" if function == "mean" else None,
+            )
+        )  # fmt: skip
+    return specs
+
+
+def _ops(
+    plan: ViewPlan, specs: list[_Spec], events: list[dict[str, Any]], now_us: int
+) -> tuple[dict[str, dict[tuple[str, str], Any]], dict[str, int]]:
+    """Tile updates for one entity's events, merged per (key, op, field) — fewer commands, same
+    state — and how long each touched key must live (ms)."""
+    ops: dict[str, dict[tuple[str, str], Any]] = {}
+    ttls: dict[str, int] = {}
+    tag = entity_tag(plan.name, [events[0][k] for k in plan.join_keys])
+    for spec in specs:
         for event in events:
-            value = event["__event_us"] if agg.column is None else event[agg.column]
+            event_us = event["__event_us"]
+            value = event_us if spec.column is None else event[spec.column]
             if value is None:
                 continue
-            tile = event["__event_us"] - event["__event_us"] % agg.granularity_us
-            if tile + span + agg.granularity_us <= now_us:
+            tile = event_us - event_us % spec.granularity_us
+            end = tile + spec.horizon_us
+            if end <= now_us:
                 continue  # no read at or after now can see this tile
-            key = (
-                set_key(tag, agg.name, tile)
-                if agg.aggregator.function == "distinct_count"
-                else tile_key(tag, agg.granularity_us, tile)
-            )
-            live.add(key)
-            for op, name, item in _event_ops(agg, index, value, event):
-                _merge(ops.setdefault(key, {}), op, name, item)
-    return ops, live
-
-
-def _event_ops(
-    agg: CompiledAggregation, index: int, value: Any, event: dict[str, Any]
-) -> Iterator[tuple[str, str, Any]]:
-    function, numeric = agg.aggregator.function, agg.input_dtype is None or agg.input_dtype.is_numeric()
-    floating = agg.input_dtype is not None and agg.input_dtype.is_float()
-    if function == "count":
-        yield "inc", f"a{index}.n", 1
-    elif function == "sum":
-        yield ("incf" if floating else "inc"), f"a{index}.s", (value if floating else int(value))
-    elif function == "mean":
-        yield "incf", f"a{index}.s", float(value)
-        yield "inc", f"a{index}.n", 1
-    elif function in ("min", "max"):
-        yield f"{function}{'n' if numeric else 's'}", f"a{index}.m", value
-    elif function == "last":
-        order = f"{event['__event_us']:020d}|{event['__ingest_us']:020d}|{event['__id']}"
-        yield f"last{'n' if numeric else 's'}", f"a{index}", (order, value)
-    elif function == "distinct_count":
-        yield "sadd", "", value
+            key = set_key(tag, spec.name, tile) if spec.distinct else tile_key(tag, spec.granularity_us, tile)
+            if key not in ttls:
+                ttls[key] = (end - now_us) // 1000 + 1
+                ops[key] = {}
+            bucket = ops[key]
+            if spec.op.startswith("last"):
+                value = (f"{event_us:020d}|{event['__ingest_us']:020d}|{event['__id']}", value)
+            elif spec.op == "inc":
+                value = 1 if spec.counts_events else int(value)
+            _merge(bucket, spec.op, spec.field, value)
+            if spec.count_field is not None:
+                _merge(bucket, "inc", spec.count_field, 1)
+    return ops, ttls
 
 
 def _merge(bucket: dict[tuple[str, str], Any], op: str, name: str, item: Any) -> None:
@@ -113,17 +145,13 @@ def _merge(bucket: dict[tuple[str, str], Any], op: str, name: str, item: Any) ->
         current.add(item)
 
 
-def _span(plan: ViewPlan, granularity_us: int) -> int:
-    """Longest window among the view's aggregations of one granularity."""
-    return max(a.window_us for a in plan.aggregations if a.granularity_us == granularity_us)
-
-
 class IncrementalExecutor:
     """Applies batches of a source's events to the online state of the views that read it."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._apply = client.register_script(APPLY_SCRIPT)
+        self._specs: dict[tuple[str, str], list[_Spec]] = {}
 
     def apply(self, plans: Sequence[ViewPlan], events: pl.DataFrame) -> ApplyResult:
         """Apply ``events`` (the source's columns plus ``__ingest_us`` and ``__ord``, in arrival
@@ -173,10 +201,14 @@ class IncrementalExecutor:
             raise StoreError(f"view '{plan.name}': online write failed: {exc}") from exc
 
     def _script_call(self, plan: ViewPlan, rows: list[dict[str, Any]]) -> tuple[list[str], list[Any]]:
+        specs = self._specs.get((plan.name, plan.version))
+        if specs is None:
+            specs = self._specs[(plan.name, plan.version)] = _specs(plan)
         now_us = min(r["__ingest_us"] for r in rows)
         tag = entity_tag(plan.name, [rows[0][k] for k in plan.join_keys])
-        ops, live = _ops(plan, rows, now_us)
-        keys = [seen_key(tag), latest_key(tag), hwm_key(tag), *sorted(live)]
+        ops, ttls = _ops(plan, specs, rows, now_us)
+        live = sorted(ttls)
+        keys = [seen_key(tag), latest_key(tag), hwm_key(tag), *live]
         index = {key: i + 1 for i, key in enumerate(keys)}
         args: list[Any] = [now_us, max(r["__ingest_us"] for r in rows), len(rows)]
         for row in rows:  # a duplicate is the same id at the same event time (semantics §3)
@@ -191,21 +223,10 @@ class IncrementalExecutor:
                     )
                     commands += [index[key], op, name, encoded]
         args += [len(commands) // 4, *commands]
-        expiries = [(index[k], self._tile_ttl_ms(plan, k, now_us)) for k in sorted(live)]
-        args += [len(expiries), *[x for pair in expiries for x in pair]]
+        args += [len(live), *[x for key in live for x in (index[key], ttls[key])]]
         return keys, args
 
     @staticmethod
     def _latest_ttl_ms(plan: ViewPlan) -> int:
         """How long to remember an entity's latest event: twice the TTL (0: forever, no TTL)."""
         return 0 if plan.ttl_us is None else 2 * plan.ttl_us // 1000
-
-    @staticmethod
-    def _tile_ttl_ms(plan: ViewPlan, key: str, now_us: int) -> int:
-        tile = int(key.rsplit(":", 1)[1])
-        granularity = (
-            int(key.rsplit(":", 2)[1])
-            if ":t:" in key
-            else next(a.granularity_us for a in plan.aggregations if f":d:{a.name}:" in key)
-        )
-        return max(1, (tile + _span(plan, granularity) + granularity - now_us) // 1000 + 1)

@@ -1,0 +1,50 @@
+"""One timed materialization in a fresh process; prints JSON {seconds, rows, peak_mb}.
+
+Usage: python -m bench.online_child {skewless|feast} REPO REDIS_URL
+Both write the 6-feature plain view `card_profile6` (100,000 cards) into the same Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.common import peak_rss_mb
+
+
+def main() -> None:
+    engine, repo, redis_url = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+    from skewless.settings import Settings
+
+    settings = Settings.load(
+        repo, env={"REDIS_URL": redis_url, "SKEWLESS_DATABASE_URL": f"sqlite:///{repo / 'bench.db'}"}
+    )
+    if engine == "skewless":
+        from skewless.feature_store import FeatureStore
+
+        store = FeatureStore(settings=settings)
+        start = time.perf_counter()
+        rows = store.materialize(["card_profile6"])[0].written
+        seconds = time.perf_counter() - start
+    else:
+        from skewless.repo.feast_store import feast_store
+
+        feast = feast_store(settings, redis_url)
+        with contextlib.chdir(repo):
+            start = time.perf_counter()
+            feast.materialize(
+                start_date=datetime(2000, 1, 1, tzinfo=UTC),
+                end_date=datetime.now(UTC) + timedelta(days=1),
+                feature_views=["card_profile6"],
+            )
+            seconds = time.perf_counter() - start
+        rows = 100_000
+    print(json.dumps({"seconds": seconds, "rows": rows, "peak_mb": peak_rss_mb()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The serving API: Feast-compatible online features, push, health, metrics, serving log."""

@@ -1,0 +1,219 @@
+"""The serving API on real Redis: Feast's request and response shapes, values equal to what
+Feast's SDK reads, honest statuses, clear 4xx, push, health, metrics, and the serving log."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+
+from skewless.examples.fraud_data import FraudDataSpec, write_example_data
+from skewless.feature_store import FeatureStore
+from skewless.metadata import open_database
+from skewless.repo.feast_store import feast_store
+from skewless.repo.plan import apply_plan, make_plan
+from skewless.service.app import create_app
+from skewless.service.serving_log import LOG_STREAM, drain_serving_log
+from skewless.settings import Settings
+
+PLAIN = ["card_profile:credit_limit", "card_profile:country", "card_profile:card_type"]
+
+
+@pytest.fixture
+def store(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> FeatureStore:
+    write_example_data(
+        example_repo / "data",
+        FraudDataSpec(events=5_000, cards=50, days=2, end=datetime.now(UTC) - timedelta(minutes=1)),
+    )
+    store = FeatureStore(
+        settings=Settings.load(
+            example_repo,
+            env={"REDIS_URL": isolated_redis_url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"},
+        )
+    )
+    store.materialize()
+    return store
+
+
+@pytest.fixture
+def client(store: FeatureStore) -> TestClient:
+    return TestClient(create_app(store))
+
+
+def _cards(store: FeatureStore) -> list[str]:
+    return (
+        pl.read_parquet(store.settings.repo / "data" / "card_profiles.parquet")["card_id"]
+        .unique(maintain_order=True)
+        .head(10)
+        .to_list()
+    )
+
+
+def test_feast_request_gets_feast_response_with_the_values_feast_reads(
+    store: FeatureStore, client: TestClient
+) -> None:
+    database = open_database(store.settings.database_url)
+    feast = feast_store(store.settings, str(store.settings.redis_url))
+    apply_plan(make_plan(store.repo, database), store.repo, database, feast)
+    cards = _cards(store) + ["c999999"]
+    response = client.post("/get-online-features", json={"features": PLAIN, "entities": {"card_id": cards}})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["metadata"]["feature_names"] == ["card_id", "credit_limit", "country", "card_type"]
+    assert body["results"][0]["values"] == cards and body["results"][0]["statuses"] == ["PRESENT"] * len(
+        cards
+    )
+    with contextlib.chdir(store.settings.repo):
+        theirs = feast.get_online_features(
+            features=PLAIN, entity_rows=[{"card_id": c} for c in cards]
+        ).to_dict()
+    for name, result in zip(body["metadata"]["feature_names"][1:], body["results"][1:], strict=True):
+        assert result["values"] == theirs[name], name
+        assert (
+            result["statuses"][-1] == "NOT_FOUND" and result["event_timestamps"][-1] == "1970-01-01T00:00:00Z"
+        )
+
+
+def test_windowed_features_and_statuses(store: FeatureStore, client: TestClient) -> None:
+    cards = _cards(store)
+    response = client.post(
+        "/get-online-features",
+        json={
+            "features": ["card_activity:count_24h", "card_activity:amount_usd_mean_7d"],
+            "entities": {"card_id": [*cards, "nope"]},
+            "full_feature_names": True,
+        },
+    )
+    body = response.json()
+    assert body["metadata"]["feature_names"] == [
+        "card_id",
+        "card_activity__count_24h",
+        "card_activity__amount_usd_mean_7d",
+    ]
+    expected = store.get_historical_features(
+        pl.DataFrame({"card_id": cards, "event_timestamp": [datetime.now(UTC)] * len(cards)}),
+        ["card_activity:count_24h"],
+        as_available=True,
+    )
+    assert body["results"][1]["values"][:-1] == expected["count_24h"].to_list()
+    assert body["results"][1]["statuses"][-1] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    ("payload", "detail"),
+    [
+        (
+            {"features": ["card_activity:nope"], "entities": {"card_id": ["c1"]}},
+            "view 'card_activity' has no feature 'nope'",
+        ),
+        (
+            {"features": ["card_activity:count_1h"], "entities": {"merchant_id": ["m1"]}},
+            "view 'card_activity' needs join key 'card_id'",
+        ),
+        (
+            {"features": ["card_activity:count_1h"], "entities": {"card_id": [1]}},
+            "join key 'card_id' must be String values; got 1.",
+        ),
+        (
+            {"features": ["card_activity:count_1h"], "entities": {"card_id": ["a"], "x": []}},
+            "'entities' must map each join key to a list, all of the same length.",
+        ),
+        (
+            {"feature_service": "fraud", "entities": {"card_id": ["a"]}},
+            "feature services are not supported yet",
+        ),
+    ],
+)
+def test_bad_requests_get_a_clear_400(client: TestClient, payload: dict[str, object], detail: str) -> None:
+    response = client.post("/get-online-features", json=payload)
+    assert response.status_code == 400
+    assert detail in response.json()["detail"]
+
+
+def test_malformed_json_is_422(client: TestClient) -> None:
+    assert client.post("/get-online-features", json={"features": "card_activity:count_1h"}).status_code == 422
+
+
+def test_every_served_vector_is_logged_and_moved_offline(store: FeatureStore, client: TestClient) -> None:
+    cards = _cards(store)[:3]
+    client.post(
+        "/get-online-features",
+        json={
+            "features": ["card_profile:country"],
+            "entities": {"card_id": cards},
+            "request_id": "r-1",
+            "client_features": {"country": ["GB", "GB", "GB"]},
+        },
+    )
+    client.post(
+        "/get-online-features",
+        json={"features": ["card_activity:count_1h"], "entities": {"card_id": cards[:1]}},
+    )
+    assert store.redis.xlen(LOG_STREAM) == 2
+    assert drain_serving_log(store.redis, store.settings.repo, "test") == 2
+    logged = pl.read_parquet(
+        store.settings.repo / "data" / "serving_log" / "**" / "*.parquet", hive_partitioning=False
+    )
+    assert logged.height == 4
+    first = logged.filter(pl.col("request_id") == "r-1").sort("entity")
+    assert [orjson.loads(e)["card_id"] for e in first["entity"]] == sorted(cards)
+    assert orjson.loads(first["client_features"][0]) == {"country": "GB"}
+    assert orjson.loads(first["versions"][0]) == {"card_profile": store.repo.views["card_profile"].version}
+    assert store.redis.xpending(LOG_STREAM, "log-worker")["pending"] == 0
+
+
+def test_push_health_metrics(store: FeatureStore, client: TestClient) -> None:
+    now = datetime.now(UTC).isoformat()
+    pushed = client.post(
+        "/push",
+        json={
+            "push_source_name": "transactions",
+            "df": {
+                "event_id": ["x1"],
+                "card_id": ["c000001"],
+                "amount": [5.0],
+                "currency": ["USD"],
+                "event_time": [now],
+            },
+        },
+    )
+    assert pushed.status_code == 200 and pushed.json() == {"pushed": 1}
+    assert store.redis.xlen("transactions") == 1
+    bad = client.post("/push", json={"push_source_name": "nope", "df": {"a": [1]}})
+    assert bad.status_code == 400 and "Unknown source 'nope'" in bad.json()["detail"]
+    health = client.get("/health")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    client.post(
+        "/get-online-features",
+        json={"features": ["card_profile:country"], "entities": {"card_id": ["c000001"]}},
+    )
+    metrics = client.get("/metrics").text
+    assert 'skewless_requests_total{code="200",endpoint="get-online-features"}' in metrics
+    assert "skewless_serving_log_backlog" in metrics
+
+
+def test_redis_down_is_503_and_recovers(
+    store: FeatureStore, client: TestClient, isolated_redis_url: str
+) -> None:
+    import redis
+
+    store._redis = redis.Redis.from_url("redis://127.0.0.1:1/0")  # as if Redis went away
+    response = client.post(
+        "/get-online-features",
+        json={"features": ["card_profile:country"], "entities": {"card_id": ["c000001"]}},
+    )
+    assert response.status_code == 503 and "online store unavailable" in response.json()["detail"]
+    assert client.get("/health").status_code == 503
+    store._redis = redis.Redis.from_url(isolated_redis_url)  # it came back
+    assert (
+        client.post(
+            "/get-online-features",
+            json={"features": ["card_profile:country"], "entities": {"card_id": ["c000001"]}},
+        ).status_code
+        == 200
+    )
