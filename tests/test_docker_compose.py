@@ -22,7 +22,11 @@ def _skewless_services() -> dict[str, dict[str, Any]]:
 
 
 def test_there_are_skewless_services_and_backing_services() -> None:
-    assert {"redis", "postgres"} <= set(COMPOSE["services"])
+    assert {"redis", "postgres", "api", "worker", "log-worker", "scheduler"} <= set(COMPOSE["services"])
+    assert (
+        COMPOSE["services"]["api"]["command"][0] == "serve"
+        and COMPOSE["services"]["worker"]["command"][0] == "ingest"
+    )
     assert _skewless_services()
     assert 'ENTRYPOINT ["skewless"]' in DOCKERFILE
 

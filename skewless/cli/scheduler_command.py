@@ -1,0 +1,49 @@
+"""``scheduler``: run materialization on a schedule (APScheduler), in one long-lived process."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from skewless.cli._common import RepoOption, console, err_console
+from skewless.feature_store import FeatureStore
+from skewless.settings import Settings
+from skewless.transforms.durations import parse_duration
+
+__all__ = ["scheduler"]
+
+
+def scheduler(
+    materialize_every: Annotated[
+        str, typer.Option(help="How often to run `materialize --incremental` for every view, e.g. 5m.")
+    ] = "5m",
+    repo: RepoOption = None,
+) -> None:
+    """Run incremental materialization of every view on a fixed interval until stopped.
+
+    Runs never overlap (a slow run delays the next); each is recorded in the metadata DB.
+    """
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    interval = parse_duration(materialize_every, what="--materialize-every")
+    store = FeatureStore(settings=Settings.load(repo))
+
+    def materialize() -> None:
+        try:
+            for result in store.materialize(incremental=True):
+                console.print(f"materialized {result.view}: {result.written:,} written")
+        except Exception as exc:  # keep the schedule alive; the run is recorded as failed
+            err_console.print(f"[red]materialization failed:[/] {exc}", highlight=False, soft_wrap=True)
+
+    blocking = BlockingScheduler(timezone="UTC")
+    blocking.add_job(
+        materialize, "interval", seconds=interval.total_seconds(), max_instances=1, coalesce=True
+    )
+    err_console.print(f"Materializing every {materialize_every} (Ctrl-C to stop).")
+    materialize()
+    try:
+        blocking.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    store.close()
