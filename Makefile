@@ -18,7 +18,7 @@ demo: $(STAMP)  ## Generate the example data, apply the example repo, plan it ag
 	$(BIN)/skewless demo --repo feature_repo
 
 test: $(STAMP)  ## Run the whole suite against real Redis and PostgreSQL (see README).
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check skewless tests alembic feature_repo bench

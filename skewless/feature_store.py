@@ -41,12 +41,11 @@ def _tell(message: str) -> None:
 
 
 class FeatureStore:
-    """A feature repo, its metadata database and its executors.
+    """A feature repo, its metadata database, its stores and its executors.
 
-    Examples
-    --------
-    >>> store = FeatureStore("feature_repo")  # doctest: +SKIP
-    >>> store.get_historical_features(entity_df, ["card_activity:count_1h"])  # doctest: +SKIP
+    ``FeatureStore("feature_repo").get_historical_features(entity_df, ["card_activity:count_1h"])``
+    builds training data; ``get_online_features`` serves; ``materialize``, ``push`` and
+    ``ingestor`` fill the online store. Connections open on first use.
     """
 
     def __init__(self, repo: str | Path | None = None, *, settings: Settings | None = None) -> None:

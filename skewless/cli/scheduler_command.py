@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
@@ -42,8 +43,6 @@ def scheduler(
     )
     err_console.print(f"Materializing every {materialize_every} (Ctrl-C to stop).")
     materialize()
-    try:
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):  # Ctrl-C / SIGTERM: stop cleanly
         blocking.start()
-    except (KeyboardInterrupt, SystemExit):
-        pass
     store.close()

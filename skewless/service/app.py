@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -68,7 +68,6 @@ def create_app(store: FeatureStore) -> FastAPI:
         title="skewless",
         version="0.1.0",
         description="Feature serving with one definition online and offline.",
-        default_response_class=ORJSONResponse,
     )
     registry = CollectorRegistry()
     requests = Counter(
