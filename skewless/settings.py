@@ -21,6 +21,7 @@ ENV_VARS: dict[str, str] = {
     "feature_store.yaml, else ./feature_repo).",
     "SKEWLESS_DATABASE_URL": "SQLAlchemy URL of the metadata database (default: SQLite at "
     "<repo>/.skewless/skewless.db; postgresql://... selects PostgreSQL via psycopg 3).",
+    "SKEWLESS_AUTH": "API keys for `skewless serve`: 'on' (default) or 'off' (the demo).",
     "REDIS_URL": "Redis online store, e.g. redis://localhost:6379/0 (default: skewless starts a "
     "local redis-server with its data in <repo>/.skewless/redis).",
 }

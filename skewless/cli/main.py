@@ -17,7 +17,7 @@ from skewless.cli.offline_commands import backfill, training_set
 from skewless.cli.online_commands import ingest, materialize
 from skewless.cli.repo_commands import apply, init, plan
 from skewless.cli.scheduler_command import scheduler
-from skewless.cli.service_commands import log_worker, serve
+from skewless.cli.service_commands import keys_app, log_worker, serve
 from skewless.settings import Settings
 from skewless.stores.redis_connection import stop_local_redis
 
@@ -79,6 +79,7 @@ app.command()(ingest)
 app.command()(serve)
 app.command("log-worker")(log_worker)
 app.command()(scheduler)
+app.add_typer(keys_app, name="keys")
 
 
 def run() -> None:

@@ -14,13 +14,16 @@ from skewless.feature_store import FeatureStore
 from skewless.service.serving_log import drain_serving_log
 from skewless.settings import Settings
 
-__all__ = ["log_worker", "serve"]
+__all__ = ["keys_app", "log_worker", "serve"]
 
 
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 6566,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (each stateless).")] = 1,
+    auth: Annotated[
+        bool, typer.Option("--auth/--no-auth", help="Require API keys (read scope to serve, write to push).")
+    ] = True,
     repo: RepoOption = None,
 ) -> None:
     """Serve online features over HTTP (Feast's /get-online-features JSON), /push, /health, /metrics.
@@ -32,8 +35,10 @@ def serve(
 
     settings = Settings.load(repo)
     os.environ["SKEWLESS_REPO"] = str(settings.repo)  # workers rebuild the app from the environment
+    os.environ["SKEWLESS_AUTH"] = "on" if auth else "off"
     FeatureStore(settings=settings).redis.ping()  # fail here, clearly, if Redis is unreachable
-    err_console.print(f"Serving {settings.repo} on http://{host}:{port} (docs at /docs).")
+    guard = "API keys required" if auth else "no authentication"
+    err_console.print(f"Serving {settings.repo} on http://{host}:{port} ({guard}; docs at /docs).")
     uvicorn.run(
         "skewless.service.app:create_app_from_env",
         factory=True,
@@ -63,3 +68,61 @@ def log_worker(repo: RepoOption = None) -> None:
     while not stopping:
         moved += drain_serving_log(store.redis, store.settings.repo, consumer)
     console.print(f"Moved {moved:,} logged requests to {store.settings.repo / 'data' / 'serving_log'}.")
+
+
+keys_app = typer.Typer(
+    help="Create, list and revoke API keys (stored hashed, with scopes).", no_args_is_help=True
+)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="What the key is for, e.g. checkout-service.")],
+    scopes: Annotated[list[str], typer.Option("--scope", help="read, write or admin; repeat for more.")] = [
+        "read"
+    ],  # noqa: B006
+    repo: RepoOption = None,
+) -> None:
+    """Create a key and print it once (it is stored only as a hash)."""
+    from skewless.service.auth import ApiKeys
+
+    key = ApiKeys(FeatureStore(settings=Settings.load(repo)).database).create(name, scopes)
+    console.print(key, highlight=False, soft_wrap=True)
+    err_console.print(
+        f"Created key '{name}' ({', '.join(sorted(set(scopes)))}). Store it now: it cannot be shown again."
+    )
+
+
+@keys_app.command("list")
+def keys_list(repo: RepoOption = None) -> None:
+    """List keys: prefix, name, scopes, created, last used, revoked."""
+    from rich.table import Table
+
+    from skewless.service.auth import ApiKeys
+
+    table = Table("prefix", "name", "scopes", "created", "last used", "revoked")
+    for row in ApiKeys(FeatureStore(settings=Settings.load(repo)).database).list():
+        stamp = lambda t: f"{t:%Y-%m-%d %H:%M}" if t else ""  # noqa: E731
+        table.add_row(
+            row.prefix,
+            row.name,
+            ",".join(row.scopes),
+            stamp(row.created_at),
+            stamp(row.last_used_at),
+            stamp(row.revoked_at),
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    prefix: Annotated[str, typer.Argument(help="The key's prefix (the part after skl_).")],
+    repo: RepoOption = None,
+) -> None:
+    """Revoke a key; servers stop accepting it within 30 seconds."""
+    from skewless._errors import ConfigError
+    from skewless.service.auth import ApiKeys
+
+    if not ApiKeys(FeatureStore(settings=Settings.load(repo)).database).revoke(prefix):
+        raise ConfigError(f"no active key with prefix '{prefix}'; see `skewless keys list`.")
+    console.print(f"Revoked key {prefix}.")

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -26,11 +26,14 @@ from sqlalchemy import text
 
 from skewless._errors import DefinitionError, ExecutionError, SkewlessError, StoreError
 from skewless.feature_store import FeatureStore
+from skewless.service.auth import ApiKeys, AuthError
 from skewless.service.serving_log import LOG_STREAM, log_entry
 
 __all__ = ["OnlineFeaturesRequest", "PushRequest", "create_app"]
 
 _EPOCH = "1970-01-01T00:00:00Z"
+#: Largest request body accepted (bytes); larger ones get 413 before they are parsed.
+MAX_BODY_BYTES = 1_048_576
 
 
 class OnlineFeaturesRequest(BaseModel):
@@ -50,6 +53,46 @@ class OnlineFeaturesRequest(BaseModel):
     )
 
 
+class Metadata(BaseModel):
+    feature_names: list[str]
+
+
+class FeatureColumn(BaseModel):
+    values: list[Any]
+    statuses: list[str] = Field(
+        description="PRESENT, NULL_VALUE, NOT_FOUND or OUTSIDE_MAX_AGE per entity row."
+    )
+    event_timestamps: list[str]
+
+
+class OnlineFeaturesResponse(BaseModel):
+    """Feast's column-oriented response: the join keys first, then one column per feature."""
+
+    metadata: Metadata
+    results: list[FeatureColumn]
+    request_id: str
+
+
+class PushResponse(BaseModel):
+    pushed: int
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="One line: what is wrong and what to do.")
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        400: "Bad input (unknown feature, wrong entity type, ...)",
+        401: "Missing or unknown API key",
+        403: "The API key lacks the scope",
+        413: "Request body too large",
+        503: "The online store is unreachable; retry",
+    }.items()
+}
+
+
 class PushRequest(BaseModel):
     """Events for a source's stream (Feast's push shape: ``push_source_name`` and ``df`` columns)."""
 
@@ -62,8 +105,30 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": message})
 
 
-def create_app(store: FeatureStore) -> FastAPI:
-    """The app serving ``store``; one per process (uvicorn workers each build their own)."""
+def _key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    return (
+        header.removeprefix("Bearer ").strip()
+        if header.startswith("Bearer ")
+        else request.headers.get("x-api-key")
+    )
+
+
+def create_app(store: FeatureStore, *, auth: bool = True) -> FastAPI:
+    """The app serving ``store``; one per process (uvicorn workers each build their own).
+
+    With ``auth`` (the default), /get-online-features needs a key with the read scope and /push
+    one with the write scope; /health, /metrics and the docs stay open.
+    """
+    keys = ApiKeys(store.database) if auth else None
+
+    def require(scope: str) -> Any:
+        def check(request: Request) -> None:
+            if keys is not None:
+                keys.verify(_key(request), scope)
+
+        return Depends(check)
+
     app = FastAPI(
         title="skewless",
         version="0.1.0",
@@ -85,6 +150,17 @@ def create_app(store: FeatureStore) -> FastAPI:
         "skewless_serving_log_backlog", "Serving log entries not yet moved offline", registry=registry
     )
 
+    @app.middleware("http")
+    async def _limit_size(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return _error(413, f"request body over {MAX_BODY_BYTES} bytes; send fewer entities per request.")
+        return await call_next(request)
+
+    @app.exception_handler(AuthError)
+    async def _unauthorized(_: Request, exc: AuthError) -> JSONResponse:
+        return _error(exc.status, str(exc))
+
     @app.exception_handler(DefinitionError)
     @app.exception_handler(ExecutionError)
     async def _bad_input(_: Request, exc: SkewlessError) -> JSONResponse:
@@ -98,7 +174,13 @@ def create_app(store: FeatureStore) -> FastAPI:
     async def _redis_down(_: Request, exc: redis.RedisError) -> JSONResponse:
         return _error(503, f"online store unavailable: {exc}; retry shortly")
 
-    @app.post("/get-online-features", summary="Feast-compatible online features")
+    @app.post(
+        "/get-online-features",
+        summary="Feast-compatible online features",
+        dependencies=[require("read")],
+        response_model=OnlineFeaturesResponse,
+        responses=_ERRORS,
+    )
     def get_online_features(body: OnlineFeaturesRequest) -> Any:
         started = time.perf_counter()
         if body.feature_service is not None or not body.features:
@@ -154,13 +236,21 @@ def create_app(store: FeatureStore) -> FastAPI:
             "request_id": request_id,
         }
 
-    @app.post("/push", summary="Send events to a source's stream")
+    @app.post(
+        "/push",
+        summary="Send events to a source's stream",
+        dependencies=[require("write")],
+        response_model=PushResponse,
+        responses=_ERRORS,
+    )
     def push(body: PushRequest) -> Any:
         if body.to not in ("online", "online_and_offline"):
             return _error(
                 400,
                 "'to' must be 'online' or 'online_and_offline' (streamed events always land offline too).",
             )
+        if len({len(column) for column in body.df.values()}) != 1:
+            return _error(400, "'df' must map each column to a list, all of the same length.")
         pushed = store.push(
             body.push_source_name,
             [dict(zip(body.df, row, strict=True)) for row in zip(*body.df.values(), strict=True)],
@@ -168,7 +258,11 @@ def create_app(store: FeatureStore) -> FastAPI:
         requests.labels("push", "200").inc()
         return {"pushed": pushed}
 
-    @app.get("/health", summary="Redis, metadata DB and registry status")
+    @app.get(
+        "/health",
+        summary="Redis, metadata DB and registry status",
+        responses={503: {"description": "Redis or the metadata DB is unreachable"}},
+    )
     def health() -> Any:
         checks = {"registry": f"{len(store.repo.views)} views"}
         try:
@@ -187,7 +281,7 @@ def create_app(store: FeatureStore) -> FastAPI:
             status_code=200 if healthy else 503, content={"status": "ok" if healthy else "degraded", **checks}
         )
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     def metrics() -> Response:
         with contextlib.suppress(redis.RedisError):  # metrics must answer while Redis is down
             backlog.set(store.redis.xlen(LOG_STREAM))
@@ -197,5 +291,8 @@ def create_app(store: FeatureStore) -> FastAPI:
 
 
 def create_app_from_env() -> FastAPI:
-    """App factory for uvicorn workers: settings from the environment (SKEWLESS_REPO etc.)."""
-    return create_app(FeatureStore())
+    """App factory for uvicorn workers: settings from the environment (SKEWLESS_REPO etc.);
+    SKEWLESS_AUTH=off serves without API keys (the demo)."""
+    import os
+
+    return create_app(FeatureStore(), auth=os.environ.get("SKEWLESS_AUTH", "on") != "off")

@@ -114,3 +114,22 @@ def test_plan_rejects_data_that_contradicts_the_schema(example_repo: Path, tmp_p
         "source 'card_profiles': column 'credit_limit' is String in data/card_profiles.parquet but declared Float64"
         in flat
     )
+
+
+def test_keys_create_list_revoke(tmp_path: Path) -> None:
+    (tmp_path / "feature_store.yaml").write_text("project: p\n")
+    env = {"SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
+    created = _run(
+        "keys", "create", "checkout", "--scope", "read", "--repo", str(tmp_path), cwd=tmp_path, env=env
+    )
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("skl_") and "cannot be shown again" in created.stderr
+    listed = _run("keys", "list", "--repo", str(tmp_path), cwd=tmp_path, env=env)
+    prefix = key.split("_")[1]
+    assert prefix in listed.stdout and "checkout" in listed.stdout and key not in listed.stdout
+    assert _run("keys", "revoke", prefix, "--repo", str(tmp_path), cwd=tmp_path, env=env).returncode == 0
+    again = _run("keys", "revoke", prefix, "--repo", str(tmp_path), cwd=tmp_path, env=env)
+    assert again.returncode == 1 and f"no active key with prefix '{prefix}'" in again.stderr
+    bad = _run("keys", "create", "x", "--scope", "root", "--repo", str(tmp_path), cwd=tmp_path, env=env)
+    assert bad.returncode == 1 and "scopes must be some of read, write, admin; got root." in bad.stderr

@@ -42,7 +42,7 @@ def store(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> Featur
 
 @pytest.fixture
 def client(store: FeatureStore) -> TestClient:
-    return TestClient(create_app(store))
+    return TestClient(create_app(store, auth=False))
 
 
 def _cards(store: FeatureStore) -> list[str]:
@@ -217,3 +217,52 @@ def test_redis_down_is_503_and_recovers(
         ).status_code
         == 200
     )
+
+
+def test_api_keys_401_403_and_revocation(store: FeatureStore) -> None:
+    from skewless.service.auth import ApiKeys
+
+    secured = TestClient(create_app(store))
+    keys = ApiKeys(store.database)
+    reader, writer = keys.create("checkout", ["read"]), keys.create("ingest", ["write"])
+    request = {"features": ["card_profile:country"], "entities": {"card_id": ["c000001"]}}
+    missing = secured.post("/get-online-features", json=request)
+    assert missing.status_code == 401 and "missing API key" in missing.json()["detail"]
+    assert (
+        secured.post(
+            "/get-online-features", json=request, headers={"Authorization": "Bearer skl_nope_x"}
+        ).status_code
+        == 401
+    )
+    assert (
+        secured.post(
+            "/get-online-features", json=request, headers={"Authorization": f"Bearer {reader}"}
+        ).status_code
+        == 200
+    )
+    assert (
+        secured.post("/get-online-features", json=request, headers={"X-API-Key": reader}).status_code == 200
+    )
+    denied = secured.post("/get-online-features", json=request, headers={"Authorization": f"Bearer {writer}"})
+    assert denied.status_code == 403 and "lacks the 'read' scope" in denied.json()["detail"]
+    assert secured.get("/health").status_code == 200  # health and metrics stay open
+    assert keys.revoke(reader.split("_")[1])
+    fresh = TestClient(create_app(store))  # a new process has no cache: revocation applies
+    assert (
+        fresh.post(
+            "/get-online-features", json=request, headers={"Authorization": f"Bearer {reader}"}
+        ).status_code
+        == 401
+    )
+    stored = {k.prefix: k.key_hash for k in keys.list()}
+    assert reader not in stored.values() and len(stored) == 2
+
+
+def test_oversized_request_is_413(client: TestClient) -> None:
+    body = (
+        '{"features": ["card_profile:country"], "entities": {"card_id": ['
+        + ",".join(['"c000001"'] * 120_000)
+        + "]}}"
+    )
+    response = client.post("/get-online-features", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "request body over" in response.json()["detail"]
