@@ -78,14 +78,16 @@ keys_app = typer.Typer(
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Argument(help="What the key is for, e.g. checkout-service.")],
-    scopes: Annotated[list[str], typer.Option("--scope", help="read, write or admin; repeat for more.")] = [
-        "read"
-    ],  # noqa: B006
+    scopes: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help="read, write or admin; repeat for more (default: read)."),
+    ] = None,
     repo: RepoOption = None,
 ) -> None:
     """Create a key and print it once (it is stored only as a hash)."""
     from skewless.service.auth import ApiKeys
 
+    scopes = scopes or ["read"]
     key = ApiKeys(FeatureStore(settings=Settings.load(repo)).database).create(name, scopes)
     console.print(key, highlight=False, soft_wrap=True)
     err_console.print(
