@@ -13,6 +13,7 @@ from skewless._errors import SkewlessError
 from skewless._version import __version__
 from skewless.cli._common import RepoOption, console, err_console
 from skewless.cli.data_commands import generate
+from skewless.cli.demo_command import demo
 from skewless.cli.offline_commands import backfill, training_set
 from skewless.cli.online_commands import ingest, materialize
 from skewless.cli.repo_commands import apply, init, plan
@@ -55,19 +56,7 @@ def redis_stop(repo: RepoOption = None) -> None:
     console.print("Stopped the local Redis." if stopped else "No local Redis was running for this repo.")
 
 
-@app.command()
-def demo(repo: RepoOption = None) -> None:
-    """Run the end-to-end demo on the example repo: generate data, apply, then plan again.
-
-    The second plan shows that an applied repo plans to no changes.
-    """
-    settings = Settings.load(repo)
-    if not (settings.repo / "data" / "transactions.parquet").exists():
-        generate(repo=settings.repo)
-    apply(repo=settings.repo)
-    plan(repo=settings.repo)
-
-
+app.command()(demo)
 app.command()(init)
 app.command()(plan)
 app.command()(apply)

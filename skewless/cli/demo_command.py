@@ -1,0 +1,65 @@
+"""``demo``: the whole story on the example repo, on embedded defaults, in one command."""
+
+from __future__ import annotations
+
+import polars as pl
+from rich.table import Table
+
+from skewless.cli._common import RepoOption, console
+from skewless.cli.data_commands import generate
+from skewless.cli.online_commands import materialize
+from skewless.cli.repo_commands import apply, plan
+from skewless.feature_store import FeatureStore
+from skewless.settings import Settings
+
+__all__ = ["demo"]
+
+_TRAINING_FEATURES = [
+    "card_activity:count_1h",
+    "card_activity:amount_usd_sum_24h",
+    "card_activity:merchant_id_distinct_count_24h",
+    "card_profile:country",
+]
+
+
+def _show(title: str, frame: pl.DataFrame) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in frame.columns:
+        table.add_column(column)
+    for row in frame.iter_rows():
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console.print(table)
+
+
+def demo(repo: RepoOption = None) -> None:
+    """Run the end-to-end demo on the example repo: generate data, apply, build a training set,
+    materialize into Redis, read online features, and plan again (no changes)."""
+    settings = Settings.load(repo)
+    if not (settings.repo / "data" / "transactions.parquet").exists():
+        generate(repo=settings.repo)
+    apply(repo=settings.repo)
+    store = FeatureStore(settings=settings)
+    events = pl.read_parquet(
+        settings.repo / "data" / "transactions.parquet", columns=["card_id", "event_time"]
+    )
+    entities = events.sample(10_000, seed=1).select(
+        "card_id", (pl.col("event_time") + pl.duration(minutes=1)).alias("event_timestamp")
+    )
+    out = settings.repo / "data" / "demo_training_set.parquet"
+    built = store.create_training_set(entities, _TRAINING_FEATURES, out, name="demo")
+    console.print(f"Training set #{built.id}: {built.rows:,} point-in-time correct rows in {out}.")
+    _show("A few training rows (features as of each row's time)", pl.read_parquet(out).head(5))
+    materialize(repo=settings.repo)
+    cards = events["card_id"].value_counts(sort=True)["card_id"].head(3).to_list() + ["c_unknown"]
+    online = store.get_online_features(_TRAINING_FEATURES, {"card_id": cards})
+    rows = {"card_id": cards} | {
+        f"{n} ({'/'.join(sorted(set(s)))})": v
+        for n, v, s in zip(online.names, online.values, online.statuses, strict=True)
+    }
+    _show("Online features now, read from Redis (statuses in brackets)", pl.DataFrame(rows))
+    plan(repo=settings.repo)
+    console.print(
+        "Next: [bold]skewless serve --no-auth --repo feature_repo[/] and POST /get-online-features; "
+        "[bold]skewless ingest[/] to stream events; see README.md."
+    )
+    store.close()
