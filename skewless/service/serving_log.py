@@ -9,7 +9,7 @@ only after the file is written, so a crash of either process loses no logged vec
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +48,18 @@ def log_entry(
 
 
 def drain_serving_log(
-    client: redis.Redis, repo_root: Path, consumer: str, *, count: int = 1000, block_ms: int = 200
+    client: redis.Redis,
+    repo_root: Path,
+    consumer: str,
+    *,
+    count: int = 1000,
+    block_ms: int = 200,
+    claim_idle_ms: int = 30_000,
 ) -> int:
-    """Move one batch of logged requests into hourly parquet files; returns entries moved."""
+    """Move one batch of logged requests into hourly parquet files; returns entries moved.
+
+    Entries this consumer read before come first, then entries a dead worker left unacknowledged
+    for ``claim_idle_ms``, then new ones."""
     try:
         client.xgroup_create(LOG_STREAM, LOG_GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:
@@ -58,6 +67,9 @@ def drain_serving_log(
             raise
     reply = client.xreadgroup(LOG_GROUP, consumer, {LOG_STREAM: "0"}, count=count) or []
     entries = reply[0][1] if reply and reply[0][1] else []
+    if not entries:
+        claimed = client.xautoclaim(LOG_STREAM, LOG_GROUP, consumer, claim_idle_ms, "0-0", count=count)[1]
+        entries = [entry for entry in claimed if entry[1] is not None]
     if not entries:
         reply = client.xreadgroup(LOG_GROUP, consumer, {LOG_STREAM: ">"}, count=count, block=block_ms) or []
         entries = reply[0][1] if reply else []
@@ -108,7 +120,3 @@ def drain_serving_log(
         target.with_suffix(".tmp").replace(target)  # a redelivered batch rewrites the same file
     client.xack(LOG_STREAM, LOG_GROUP, *[entry_id for entry_id, _ in entries])
     return len(entries)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
