@@ -266,3 +266,22 @@ def test_oversized_request_is_413(client: TestClient) -> None:
     )
     response = client.post("/get-online-features", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 413 and "request body over" in response.json()["detail"]
+
+
+def test_http_client_matches_the_in_process_sdk(store: FeatureStore) -> None:
+    from skewless.client import Client, ClientError
+    from skewless.service.auth import ApiKeys
+
+    key = ApiKeys(store.database).create("sdk", ["read"])
+    client = Client(api_key=key, http=TestClient(create_app(store)))
+    cards = _cards(store)[:4] + ["nope"]
+    features = ["card_activity:count_24h", "card_profile:country"]
+    over_http = client.get_online_features(features, {"card_id": cards})
+    in_process = store.get_online_features(features, {"card_id": cards})
+    assert (over_http.names, over_http.values, over_http.statuses) == (
+        in_process.names,
+        in_process.values,
+        in_process.statuses,
+    )
+    with pytest.raises(ClientError, match="403: this API key lacks the 'write' scope"):
+        client.push("transactions", {"card_id": ["c1"]})
