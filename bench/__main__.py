@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import online, training_set
+from bench import online, serving, training_set
 
 
 def main() -> None:
     quick = "--quick" in sys.argv
     training_set.main(large=not quick)
     online.main()
+    serving.main()
 
 
 if __name__ == "__main__":

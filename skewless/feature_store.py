@@ -51,9 +51,12 @@ class FeatureStore:
     def __init__(self, repo: str | Path | None = None, *, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.load(repo)
         self.repo: Repo = load_repo(self.settings.repo)
+        #: Compiled plans of every view, resolved once (not per request or per event).
+        self.plans = {name: compile_view(view) for name, view in self.repo.views.items()}
         self._database: Database | None = None
         self._batch: BatchExecutor | None = None
         self._redis: redis.Redis | None = None
+        self._project = self.settings.project
 
     @property
     def database(self) -> Database:
@@ -90,7 +93,8 @@ class FeatureStore:
         return read_online(
             self.redis,
             self.repo,
-            self.settings.project,
+            self.plans,
+            self._project,
             features,
             entity_rows,
             at_us=_to_us(moment),
@@ -108,7 +112,7 @@ class FeatureStore:
         now = datetime.now(UTC)
         results = []
         for view in [self.repo.view(v) for v in views] or list(self.repo.views.values()):
-            plan = compile_view(view)
+            plan = self.plans[view.name]
             watermark = self._watermark(view.name) if incremental else None
             with self.database.session() as session:
                 run = MaterializationRun(
@@ -152,7 +156,7 @@ class FeatureStore:
         for view in self.repo.views.values():
             src = view.source
             if src.stream and (not sources or src.name in sources):
-                chosen.setdefault(src.name, (src, []))[1].append(compile_view(view))
+                chosen.setdefault(src.name, (src, []))[1].append(self.plans[view.name])
         unknown = sorted(set(sources) - set(chosen))
         if unknown:
             raise DefinitionError(
@@ -249,7 +253,7 @@ class FeatureStore:
         for view in chosen:
             if not isinstance(view, FeatureView):
                 continue  # plain views are read from their source; nothing to backfill
-            plan = compile_view(view)
+            plan = self.plans[view.name]
             with self.database.session() as session:
                 run = MaterializationRun(
                     view=view.name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +14,7 @@ from skewless.metadata import Database, open_database
 from skewless.repo.loader import Repo, load_repo
 from skewless.settings import Settings
 
-__all__ = ["RepoOption", "console", "err_console", "load", "open_metadata"]
+__all__ = ["RepoOption", "console", "err_console", "load", "open_metadata", "stop_requested"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -38,3 +40,16 @@ def load(repo: Path | None) -> tuple[Settings, Repo]:
 def open_metadata(settings: Settings) -> Database:
     """The metadata database, migrated to head."""
     return open_database(settings.database_url)
+
+
+def stop_requested() -> Callable[[], bool]:
+    """A check that turns true after SIGTERM or Ctrl-C, so long-running loops finish their batch."""
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return lambda: stopping

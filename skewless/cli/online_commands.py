@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from skewless.cli._common import RepoOption, console, err_console
+from skewless.cli._common import RepoOption, console, err_console, stop_requested
 from skewless.feature_store import FeatureStore
 from skewless.settings import Settings
 
@@ -74,14 +73,7 @@ def ingest(
     """
     store = FeatureStore(settings=Settings.load(repo))
     ingestor = store.ingestor(sources or (), batch_size=batch_size, claim_idle_ms=int(claim_after * 1000))
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = stop_requested()
     started = last_report = time.monotonic()
     streams = ", ".join(str(s.stream) for s, _ in ingestor.sources.values())
     err_console.print(f"Ingesting {streams} as consumer '{ingestor.consumer}' (Ctrl-C to stop).")
@@ -92,7 +84,7 @@ def ingest(
         if now - last_report >= 5:
             _report(ingestor)
             last_report = now
-        return stopping or (seconds is not None and now - started >= seconds)
+        return stopping() or (seconds is not None and now - started >= seconds)
 
     ingestor.run(until=done)
     _report(ingestor)

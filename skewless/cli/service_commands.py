@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 from typing import Annotated
 
 import typer
 
-from skewless.cli._common import RepoOption, console, err_console
+from skewless.cli._common import RepoOption, console, err_console, stop_requested
 from skewless.feature_store import FeatureStore
 from skewless.service.serving_log import drain_serving_log
 from skewless.settings import Settings
@@ -49,24 +48,24 @@ def serve(
     )
 
 
-def log_worker(repo: RepoOption = None) -> None:
+def log_worker(
+    claim_after: Annotated[
+        float, typer.Option(help="Take over entries a dead worker left unacknowledged this many seconds.")
+    ] = 30.0,
+    repo: RepoOption = None,
+) -> None:
     """Move the serving log from its Redis Stream into hourly parquet partitions (data/serving_log).
 
     Entries are acknowledged only after their file is written: stopping or killing the worker loses nothing.
     """
     store = FeatureStore(settings=Settings.load(repo))
     consumer = f"{socket.gethostname()}-{os.getpid()}"
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = stop_requested()
     moved = 0
-    while not stopping:
-        moved += drain_serving_log(store.redis, store.settings.repo, consumer)
+    while not stopping():
+        moved += drain_serving_log(
+            store.redis, store.settings.repo, consumer, claim_idle_ms=int(claim_after * 1000)
+        )
     console.print(f"Moved {moved:,} logged requests to {store.settings.repo / 'data' / 'serving_log'}.")
 
 

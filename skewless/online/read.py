@@ -18,7 +18,7 @@ from skewless.online.plain import read_plain_view
 from skewless.repo.feature_refs import resolve_features
 from skewless.repo.loader import Repo
 from skewless.stores.online_read import OnlineRow, read_feature_view
-from skewless.transforms.compiled import ViewPlan, compile_view
+from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.dtypes import dtype_name
 
 __all__ = ["OnlineResult", "read_online"]
@@ -62,6 +62,7 @@ def _entity_columns(
 def read_online(
     client: redis.Redis,
     repo: Repo,
+    plans: Mapping[str, ViewPlan],
     project: str,
     features: Sequence[str],
     entity_rows: Mapping[str, Sequence[Any]],
@@ -69,7 +70,8 @@ def read_online(
     at_us: int,
     full_feature_names: bool = False,
 ) -> OnlineResult:
-    """Values of ``features`` ("view:feature") for each entity row, as of ``at_us``."""
+    """Values of ``features`` ("view:feature") for each entity row, as of ``at_us``; ``plans`` are
+    the compiled views (compiled once, not per request)."""
     grouped = resolve_features(repo, features)
     count = len(next(iter(entity_rows.values()), []))
     names: list[str] = []
@@ -78,7 +80,7 @@ def read_online(
     stamps: list[list[datetime | None]] = []
     versions: dict[str, str] = {}
     for view_name, wanted in grouped.items():
-        plan = compile_view(repo.view(view_name))
+        plan = plans[view_name]
         versions[view_name] = plan.version
         entities = _entity_columns(plan, entity_rows, count)
         read = read_feature_view if plan.kind == "feature_view" else None

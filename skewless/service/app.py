@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import redis
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -230,11 +231,14 @@ def create_app(store: FeatureStore, *, auth: bool = True) -> FastAPI:
                 served.labels(status).inc()
         latency.labels("get-online-features").observe(time.perf_counter() - started)
         requests.labels("get-online-features", "200").inc()
-        return {
+        payload = {
             "metadata": {"feature_names": [*body.entities, *result.names]},
             "results": results,
             "request_id": request_id,
         }
+        return Response(
+            orjson.dumps(payload), media_type="application/json"
+        )  # already in the documented shape
 
     @app.post(
         "/push",

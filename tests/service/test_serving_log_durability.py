@@ -55,7 +55,7 @@ def test_no_acknowledged_vector_is_lost(example_repo: Path, isolated_redis_url: 
     }
     port = _free_port()
     serve = ["serve", "--no-auth", "--port", str(port), "--repo", str(example_repo)]
-    worker_args = ["log-worker", "--repo", str(example_repo)]
+    worker_args = ["log-worker", "--claim-after", "0.5", "--repo", str(example_repo)]
     api, worker = _start(serve, env), _start(worker_args, env)
     url = f"http://127.0.0.1:{port}/get-online-features"
     acknowledged: list[str] = []
@@ -90,7 +90,6 @@ def test_no_acknowledged_vector_is_lost(example_repo: Path, isolated_redis_url: 
         deadline = time.monotonic() + 60
         while client.xinfo_groups(LOG_STREAM)[0]["lag"] or client.xpending(LOG_STREAM, LOG_GROUP)["pending"]:
             if time.monotonic() > deadline:
-                # entries the killed worker held: the restarted worker reads them only if it is the same consumer
                 raise AssertionError(f"log not drained: {client.xpending(LOG_STREAM, LOG_GROUP)}")
             time.sleep(0.1)
     finally:
