@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,8 @@ from skewless.repo.loader import Repo, load_repo
 from skewless.settings import Settings
 from skewless.stores.redis_connection import connect_redis, resolve_redis_url
 from skewless.transforms.batch import BatchExecutor
-from skewless.transforms.compiled import compile_view
+from skewless.transforms.compiled import ViewPlan, compile_view
+from skewless.transforms.sources import EventSource
 from skewless.transforms.views import FeatureView
 
 __all__ = ["FeatureStore"]
@@ -131,7 +133,7 @@ class FeatureStore:
                     self.settings.project,
                     now_us=_to_us(now),
                     watermark_us=watermark,
-                    on_progress=lambda d, t, v=view.name: on_progress(v, d, t),
+                    on_progress=functools.partial(on_progress, view.name),
                 )
             except Exception as exc:
                 self._finish(run, "failed", 0, str(exc))
@@ -152,7 +154,7 @@ class FeatureStore:
 
     def ingestor(self, sources: Sequence[str] = (), **options: Any) -> StreamIngestor:
         """A stream consumer for ``sources`` (default: every source with a stream)."""
-        chosen = {}
+        chosen: dict[str, tuple[EventSource, list[ViewPlan]]] = {}
         for view in self.repo.views.values():
             src = view.source
             if src.stream and (not sources or src.name in sources):
@@ -271,7 +273,7 @@ class FeatureStore:
                     self.settings.repo,
                     start=start,
                     end=end,
-                    on_day=lambda d, n, total, v=view.name: on_day(v, d, n, total),
+                    on_day=functools.partial(on_day, view.name),
                 )
             except Exception as exc:
                 self._finish(run, "failed", 0, str(exc))

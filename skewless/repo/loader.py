@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from types import CodeType, ModuleType
 
 from skewless._errors import DefinitionError
 from skewless.repo.feast_export import EXPOSED_MARKER
@@ -60,7 +60,7 @@ def _repo_files(root: Path) -> list[Path]:
 class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
     """Compile from source every time: cached bytecode can miss an edit made within a second."""
 
-    def get_code(self, fullname: str) -> object:
+    def get_code(self, fullname: str) -> CodeType:
         path = self.get_filename(fullname)
         return compile(self.get_data(path), path, "exec", dont_inherit=True)
 
@@ -95,8 +95,9 @@ def _forget_modules(root: Path, files: list[Path]) -> None:
     for path in files:
         module = sys.modules.pop(_module_name(root, path), None)
         linecache.cache.pop(str(path), None)
-        if module is not None and getattr(module, "__file__", None):
-            linecache.cache.pop(module.__file__, None)
+        file = getattr(module, "__file__", None)
+        if file:
+            linecache.cache.pop(file, None)
 
 
 def _import(root: Path, path: Path) -> ModuleType:

@@ -118,7 +118,7 @@ def _sync_feast(repo: Repo, feast: FeastFeatureStore) -> None:
     """Register every view with Feast and delete Feast objects the repo no longer declares."""
     objects = to_feast(repo.views.values())
     names = {(type(o).__name__, o.name) for o in objects}
-    registered = [
+    registered: list[Any] = [
         *feast.list_feature_views(),
         *feast.list_entities(),
         *feast.list_data_sources(),

@@ -79,7 +79,7 @@ def _merge(
             ),
             default=None,
             key=lambda p: (p[0], parse_value(p[1], agg.input_dtype)),
-        )  # type: ignore[arg-type]
+        )
         return None if best is None else parse_value(best[1], agg.dtype)
     part = {"count": "n", "sum": "s", "mean": "s", "min": "m", "max": "m"}[function]
     values = [

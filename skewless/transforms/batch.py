@@ -113,7 +113,7 @@ class BatchExecutor:
             self.connection.unregister("__rows")
         frame = pl.from_arrow(result)
         assert isinstance(frame, pl.DataFrame)
-        return frame.cast({name: dtype for name, dtype in plan.features.items()})  # type: ignore[arg-type]
+        return frame.cast(dict(plan.features))
 
     def close(self) -> None:
         """Release the DuckDB connection."""

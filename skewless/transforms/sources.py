@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -129,6 +129,6 @@ class EventSource:
             "event_id": self.event_id,
             "ingest_time": self.ingest_time,
             "stream": self.stream,
-            "allowed_lateness": format_duration(self.allowed_lateness),
+            "allowed_lateness": format_duration(cast(timedelta, self.allowed_lateness)),
             "description": self.description,
         }
