@@ -21,6 +21,8 @@ __all__ = ["OFFLINE_DATABASE", "BatchExecutor"]
 
 #: The repo's offline DuckDB database, relative to the repo root (sources with ``table=``).
 OFFLINE_DATABASE = "data/offline.duckdb"
+#: Entity rows computed per DuckDB statement (bounds the join's memory).
+ROW_CHUNK = 200_000
 
 
 class BatchExecutor:
@@ -29,6 +31,9 @@ class BatchExecutor:
     def __init__(self, repo_root: Path, *, threads: int | None = None) -> None:
         self.repo_root = repo_root
         self.connection = duckdb.connect()
+        # Spill files go to the repo's state directory, never into the working directory.
+        spill = repo_root / ".skewless" / "duckdb_tmp"
+        self.connection.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
         if threads:
             self.connection.execute(f"SET threads = {int(threads)}")
         database = repo_root / OFFLINE_DATABASE
@@ -101,19 +106,32 @@ class BatchExecutor:
         """
         if events is None:
             events = self.events(plan, until_us=int(rows["__t"].max()))  # type: ignore[arg-type]
-        sql = plain_view_sql if plan.kind == "plain_view" else feature_view_sql
+        sql = (plain_view_sql if plan.kind == "plain_view" else feature_view_sql)(
+            plan, as_available=as_available
+        )
         self.connection.register("__events", events.to_arrow())
+        try:
+            # Entity rows in chunks: the join's intermediate result grows with rows × events per
+            # key, so a million rows at once can exhaust memory where chunks of them do not.
+            parts = [
+                self._compute_chunk(plan, sql, rows.slice(i, ROW_CHUNK))
+                for i in range(0, rows.height, ROW_CHUNK)
+            ]
+        finally:
+            self.connection.unregister("__events")
+        frame = pl.concat(parts) if parts else pl.DataFrame()
+        return frame.cast(dict(plan.features))  # type: ignore[arg-type]
+
+    def _compute_chunk(self, plan: ViewPlan, sql: str, rows: pl.DataFrame) -> pl.DataFrame:
         self.connection.register("__rows", rows.to_arrow())
         try:
-            result = self.connection.sql(sql(plan, as_available=as_available)).to_arrow_table()
+            result = pl.from_arrow(self.connection.sql(sql).to_arrow_table())
         except duckdb.Error as exc:
             raise ExecutionError(f"view '{plan.name}': computing features failed: {exc}") from exc
         finally:
-            self.connection.unregister("__events")
             self.connection.unregister("__rows")
-        frame = pl.from_arrow(result)
-        assert isinstance(frame, pl.DataFrame)
-        return frame.cast(dict(plan.features))
+        assert isinstance(result, pl.DataFrame)
+        return result
 
     def close(self) -> None:
         """Release the DuckDB connection."""
