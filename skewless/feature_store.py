@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -116,16 +117,7 @@ class FeatureStore:
         for view in [self.repo.view(v) for v in views] or list(self.repo.views.values()):
             plan = self.plans[view.name]
             watermark = self._watermark(view.name) if incremental else None
-            with self.database.session() as session:
-                run = MaterializationRun(
-                    view=view.name,
-                    target="online",
-                    mode="incremental" if watermark else "full",
-                    end=now,
-                    definition_version=plan.version,
-                )
-                session.add(run)
-            try:
+            with self._recorded_run(plan, "online", "incremental" if watermark else "full", end=now) as run:
                 result = materialize_view(
                     self.batch,
                     self.redis,
@@ -135,10 +127,7 @@ class FeatureStore:
                     watermark_us=watermark,
                     on_progress=functools.partial(on_progress, view.name),
                 )
-            except Exception as exc:
-                self._finish(run, "failed", 0, str(exc))
-                raise
-            self._finish(run, "succeeded", result.written, None)
+                run.rows_written = result.written
             if result.watermark_us is not None:
                 self._set_watermark(view.name, result.watermark_us)
             results.append(result)
@@ -256,17 +245,7 @@ class FeatureStore:
             if not isinstance(view, FeatureView):
                 continue  # plain views are read from their source; nothing to backfill
             plan = self.plans[view.name]
-            with self.database.session() as session:
-                run = MaterializationRun(
-                    view=view.name,
-                    target="offline",
-                    mode="full",
-                    start=start,
-                    end=end,
-                    definition_version=plan.version,
-                )
-                session.add(run)
-            try:
+            with self._recorded_run(plan, "offline", "full", start=start, end=end) as run:
                 result = backfill_view(
                     self.batch,
                     plan,
@@ -275,17 +254,39 @@ class FeatureStore:
                     end=end,
                     on_day=functools.partial(on_day, view.name),
                 )
-            except Exception as exc:
-                self._finish(run, "failed", 0, str(exc))
-                raise
-            self._finish(run, "succeeded", result.rows, None)
+                run.rows_written = result.rows
             results.append(result)
         return results
 
-    def _finish(self, run: MaterializationRun, status: str, rows: int, error: str | None) -> None:
+    @contextlib.contextmanager
+    def _recorded_run(
+        self,
+        plan: ViewPlan,
+        target: str,
+        mode: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Iterator[MaterializationRun]:
+        """A materialization_runs row for the work inside: "running", then "succeeded" with the
+        rows the body set, or "failed" with the error (which is re-raised)."""
+        run = MaterializationRun(
+            view=plan.name, target=target, mode=mode, start=start, end=end, definition_version=plan.version
+        )
         with self.database.session() as session:
-            run = session.merge(run)
-            run.status, run.rows_written, run.error, run.finished_at = status, rows, error, utcnow()
+            session.add(run)
+        status, error = "failed", None
+        try:
+            yield run
+            status = "succeeded"
+        except Exception as exc:
+            error = str(exc)
+            raise
+        finally:
+            with self.database.session() as session:
+                row = session.merge(run)
+                row.status, row.error, row.finished_at = status, error, utcnow()
+                row.rows_written = run.rows_written if status == "succeeded" else 0
 
     def close(self) -> None:
         """Release database, Redis and DuckDB connections."""
