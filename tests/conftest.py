@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -18,6 +19,8 @@ import pytest
 import redis
 
 from skewless._resources import resource_dir
+from skewless.examples.fraud_data import FraudDataSpec, write_example_data
+from skewless.feature_store import FeatureStore
 from skewless.metadata import Database, open_database
 from skewless.settings import Settings
 
@@ -105,3 +108,19 @@ def isolated_redis_url(redis_url: str, worker_id: str) -> str:
     url = redis_url.rsplit("/", 1)[0] + f"/{index}"
     redis.Redis.from_url(url).flushdb()
     return url
+
+
+@pytest.fixture
+def make_store(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> Callable[..., FeatureStore]:
+    """The example repo with generated data that ends a minute ago (so windows and TTLs are
+    live), on its own Redis database and a SQLite metadata DB."""
+
+    def make(*, events: int = 5_000, cards: int = 50, days: int = 2) -> FeatureStore:
+        end = datetime.now(UTC) - timedelta(minutes=1)
+        write_example_data(
+            example_repo / "data", FraudDataSpec(events=events, cards=cards, days=days, end=end)
+        )
+        env = {"REDIS_URL": isolated_redis_url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
+        return FeatureStore(settings=Settings.load(example_repo, env=env))
+
+    return make

@@ -7,18 +7,17 @@ import contextlib
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.feature_store import FeatureStore
 from skewless.metadata import open_database
 from skewless.repo.feast_store import feast_store
 from skewless.repo.plan import apply_plan, make_plan
-from skewless.settings import Settings
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 WINDOWED = [
@@ -33,17 +32,8 @@ WINDOWED = [
 
 
 @pytest.fixture
-def store(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> FeatureStore:
-    # Data that ends just now, so windows and TTLs are live at read time.
-    write_example_data(
-        example_repo / "data",
-        FraudDataSpec(events=20_000, cards=200, days=3, end=datetime.now(UTC) - timedelta(minutes=5)),
-    )
-    settings = Settings.load(
-        example_repo,
-        env={"REDIS_URL": isolated_redis_url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"},
-    )
-    return FeatureStore(settings=settings)
+def store(make_store: Callable[..., FeatureStore]) -> FeatureStore:
+    return make_store(events=20_000, cards=200, days=3)
 
 
 def _cards(store: FeatureStore, n: int = 60) -> list[str]:

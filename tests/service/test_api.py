@@ -4,38 +4,27 @@ Feast's SDK reads, honest statuses, clear 4xx, push, health, metrics, and the se
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import orjson
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.feature_store import FeatureStore
 from skewless.metadata import open_database
 from skewless.repo.feast_store import feast_store
 from skewless.repo.plan import apply_plan, make_plan
 from skewless.service.app import create_app
 from skewless.service.serving_log import LOG_STREAM, drain_serving_log
-from skewless.settings import Settings
 
 PLAIN = ["card_profile:credit_limit", "card_profile:country", "card_profile:card_type"]
 
 
 @pytest.fixture
-def store(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> FeatureStore:
-    write_example_data(
-        example_repo / "data",
-        FraudDataSpec(events=5_000, cards=50, days=2, end=datetime.now(UTC) - timedelta(minutes=1)),
-    )
-    store = FeatureStore(
-        settings=Settings.load(
-            example_repo,
-            env={"REDIS_URL": isolated_redis_url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"},
-        )
-    )
+def store(make_store: Callable[..., FeatureStore]) -> FeatureStore:
+    store = make_store(events=5_000, cards=50, days=2)
     store.materialize()
     return store
 

@@ -3,8 +3,7 @@ undocumented status, or a response that contradicts the documented schema."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import schemathesis
@@ -12,24 +11,13 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.feature_store import FeatureStore
 from skewless.service.app import create_app
-from skewless.settings import Settings
 
 
 @pytest.fixture
-def api_app(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> FastAPI:
-    write_example_data(
-        example_repo / "data",
-        FraudDataSpec(events=1_000, cards=20, days=1, end=datetime.now(UTC) - timedelta(minutes=1)),
-    )
-    store = FeatureStore(
-        settings=Settings.load(
-            example_repo,
-            env={"REDIS_URL": isolated_redis_url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"},
-        )
-    )
+def api_app(make_store: Callable[..., FeatureStore]) -> FastAPI:
+    store = make_store(events=1_000, cards=20, days=1)
     store.materialize(["card_profile"])
     return create_app(store, auth=False)
 
