@@ -147,6 +147,13 @@ def create_app(store: FeatureStore, *, auth: bool = True) -> FastAPI:
         buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
     )
     served = Counter("skewless_feature_values", "Served values by status", ["status"], registry=registry)
+    ingest_lag = Gauge(
+        "skewless_ingest_lag",
+        "Stream entries not yet delivered to `skewless ingest`",
+        ["stream"],
+        registry=registry,
+    )
+    streams = sorted({str(v.source.stream) for v in store.repo.views.values() if v.source.stream})
     backlog = Gauge(
         "skewless_serving_log_backlog", "Serving log entries not yet moved offline", registry=registry
     )
@@ -289,6 +296,11 @@ def create_app(store: FeatureStore, *, auth: bool = True) -> FastAPI:
     def metrics() -> Response:
         with contextlib.suppress(redis.RedisError):  # metrics must answer while Redis is down
             backlog.set(store.redis.xlen(LOG_STREAM))
+            for stream in streams:
+                groups = store.redis.xinfo_groups(stream) if store.redis.exists(stream) else []
+                ingest_lag.labels(stream).set(
+                    next((int(g["lag"] or 0) for g in groups if g["name"] in (b"skewless", "skewless")), 0)
+                )
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
