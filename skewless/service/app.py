@@ -298,9 +298,9 @@ def create_app(store: FeatureStore, *, auth: bool = True) -> FastAPI:
             backlog.set(store.redis.xlen(LOG_STREAM))
             for stream in streams:
                 groups = store.redis.xinfo_groups(stream) if store.redis.exists(stream) else []
-                ingest_lag.labels(stream).set(
-                    next((int(g["lag"] or 0) for g in groups if g["name"] in (b"skewless", "skewless")), 0)
-                )
+                group = next((g for g in groups if g["name"] in (b"skewless", "skewless")), None)
+                # Before `skewless ingest` first runs there is no group: every entry is waiting.
+                ingest_lag.labels(stream).set(int(group["lag"] or 0) if group else store.redis.xlen(stream))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

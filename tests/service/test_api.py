@@ -184,9 +184,8 @@ def test_push_health_metrics(store: FeatureStore, client: TestClient) -> None:
     metrics = client.get("/metrics").text
     assert 'skewless_requests_total{code="200",endpoint="get-online-features"}' in metrics
     assert "skewless_serving_log_backlog" in metrics
-    assert (
-        'skewless_ingest_lag{stream="transactions"} 0.0' in metrics
-    )  # no consumer group yet: nothing delivered, lag reported as 0
+    # The pushed event waits for `skewless ingest` (no consumer group yet): lag 1.
+    assert 'skewless_ingest_lag{stream="transactions"} 1.0' in metrics
 
 
 def test_redis_down_is_503_and_recovers(
