@@ -7,6 +7,7 @@ Both check everything they can at definition time and say which view is wrong an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -83,7 +84,7 @@ class _ViewBase:
         """The declaration as plain data: what the definition version hashes."""
         raise NotImplementedError
 
-    @property
+    @functools.cached_property
     def schema(self) -> dict[str, pl.DataType]:
         """Feature name to polars type, in declaration order."""
         raise NotImplementedError
@@ -150,7 +151,7 @@ class FeatureView(_ViewBase):
             return
         check_transform_output(self, self.source.empty_frame())
 
-    @property
+    @functools.cached_property
     def schema(self) -> dict[str, pl.DataType]:
         columns = self.input_columns
         return {
@@ -231,7 +232,7 @@ class PlainView(_ViewBase):
             if column in self.join_keys or column == self.source.event_time:
                 raise DefinitionError(f"{what}: '{column}' is a join key or the event time, not a feature.")
 
-    @property
+    @functools.cached_property
     def schema(self) -> dict[str, pl.DataType]:
         return {column: self.source.columns[column] for column in self.features}
 
