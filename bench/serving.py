@@ -19,7 +19,10 @@ import httpx
 
 from bench.common import WORK, write_section
 
-FEATURES = [f"card_profile6:{f}" for f in ("credit_limit", "country", "card_type", "risk_score", "account_age_days", "is_business")]
+FEATURES = [
+    f"card_profile6:{f}"
+    for f in ("credit_limit", "country", "card_type", "risk_score", "account_age_days", "is_business")
+]
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
@@ -43,12 +46,21 @@ def _wait(url: str, body: dict[str, object]) -> None:
 
 def _wrk(url: str, body: dict[str, object], connections: int, seconds: int = 10) -> dict[str, float]:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\nwrk.headers["Content-Type"] = "application/json"\n')
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\nwrk.headers["Content-Type"] = "application/json"\n'
+    )
     threads = 1 if connections == 1 else 2
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    ).stdout
+
     def ms(label: str) -> float:
         value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
         return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": rps, "p50": ms(" 50"), "p99": ms(" 99"), "errors": int(errors.group(1)) if errors else 0}
@@ -58,7 +70,11 @@ def _sdk_100(repo: Path) -> dict[str, float]:
     from skewless.feature_store import FeatureStore
     from skewless.settings import Settings
 
-    store = FeatureStore(settings=Settings.load(repo, env={"REDIS_URL": REDIS_URL, "SKEWLESS_DATABASE_URL": f"sqlite:///{repo / 'bench.db'}"}))
+    store = FeatureStore(
+        settings=Settings.load(
+            repo, env={"REDIS_URL": REDIS_URL, "SKEWLESS_DATABASE_URL": f"sqlite:///{repo / 'bench.db'}"}
+        )
+    )
     cards = {"card_id": [f"c{i:06d}" for i in range(100)]}
     for _ in range(50):
         store.get_online_features(FEATURES, cards)
@@ -77,28 +93,80 @@ def main() -> None:
         return
     repo = WORK / "online"  # prepared and materialized by bench/online.py
     yaml = repo / "feature_store.yaml"
-    yaml.write_text(yaml.read_text().replace('connection_string: "localhost:6379"', 'connection_string: "localhost:6379,db=14"'))
-    from skewless.stores.feast_format import encode_entity_key, feature_field
+    yaml.write_text(
+        yaml.read_text().replace(
+            'connection_string: "localhost:6379"', 'connection_string: "localhost:6379,db=14"'
+        )
+    )
     import polars as pl
+
+    from skewless.stores.feast_format import encode_entity_key, feature_field
 
     key = encode_entity_key(["card_id"], ["c000001"], [pl.String()], "card_fraud").hex()
     fields = ",".join(feature_field("card_profile6", f.split(":")[1]).hex() for f in FEATURES)
-    env = {**os.environ, "REDIS_URL": REDIS_URL, "SKEWLESS_DATABASE_URL": f"sqlite:///{repo / 'bench.db'}", "BENCH_REDIS_URL": REDIS_URL, "BENCH_KEY": key, "BENCH_FIELDS": fields}
+    env = {
+        **os.environ,
+        "REDIS_URL": REDIS_URL,
+        "SKEWLESS_DATABASE_URL": f"sqlite:///{repo / 'bench.db'}",
+        "BENCH_REDIS_URL": REDIS_URL,
+        "BENCH_KEY": key,
+        "BENCH_FIELDS": fields,
+    }
     bin_dir = Path(sys.executable).parent
     ports = {name: _port() for name in ("skewless", "feast", "bare")}
     commands = {
-        "skewless": [str(bin_dir / "skewless"), "serve", "--no-auth", "--workers", "2", "--port", str(ports["skewless"]), "--repo", str(repo)],
-        "feast": [str(bin_dir / "feast"), "serve", "-w", "2", "--max-requests", "0", "--no-access-log", "-p", str(ports["feast"])],
-        "bare": [str(bin_dir / "uvicorn"), "bench.bare_app:app", "--workers", "2", "--port", str(ports["bare"]), "--log-level", "warning"],
+        "skewless": [
+            str(bin_dir / "skewless"),
+            "serve",
+            "--no-auth",
+            "--workers",
+            "2",
+            "--port",
+            str(ports["skewless"]),
+            "--repo",
+            str(repo),
+        ],
+        "feast": [
+            str(bin_dir / "feast"),
+            "serve",
+            "-w",
+            "2",
+            "--max-requests",
+            "0",
+            "--no-access-log",
+            "-p",
+            str(ports["feast"]),
+        ],
+        "bare": [
+            str(bin_dir / "uvicorn"),
+            "bench.bare_app:app",
+            "--workers",
+            "2",
+            "--port",
+            str(ports["bare"]),
+            "--log-level",
+            "warning",
+        ],
     }
     body = {"features": FEATURES, "entities": {"card_id": ["c000001"]}}
-    processes = {name: subprocess.Popen(cmd, env=env, cwd=repo if name == "feast" else Path.cwd(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name, cmd in commands.items()}
+    processes = {
+        name: subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=repo if name == "feast" else Path.cwd(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, cmd in commands.items()
+    }
     results: dict[str, dict[int, dict[str, float]]] = {}
     try:
-        for name, port in ports.items():
+        for port in ports.values():
             _wait(f"http://127.0.0.1:{port}/get-online-features", body)
         for name, port in ports.items():
-            results[name] = {c: _wrk(f"http://127.0.0.1:{port}/get-online-features", body, c) for c in (1, 16)}
+            results[name] = {
+                c: _wrk(f"http://127.0.0.1:{port}/get-online-features", body, c) for c in (1, 16)
+            }
     finally:
         for process in processes.values():
             process.terminate()
@@ -110,7 +178,11 @@ def main() -> None:
         "",
         "| server | concurrency | requests/s | p50 ms | p99 ms | non-2xx |",
         "| --- | --- | --- | --- | --- | --- |",
-        *[f"| {name} | {c} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']:.0f} |" for name, by_c in results.items() for c, r in by_c.items()],
+        *[
+            f"| {name} | {c} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']:.0f} |"
+            for name, by_c in results.items()
+            for c, r in by_c.items()
+        ],
         "",
         f"At concurrency 16 skewless serves **{s16['rps'] / f16['rps']:.1f}× Feast's requests/s** (target ≥ 3×) with p99 {s16['p99'] / b16['p99']:.2f}× the bare endpoint's (target ≤ 1.3×); p99 at concurrency 1: {results['skewless'][1]['p99']:.2f} ms (target ≤ 1.0 ms).",
         f"100 entities × 6 features through the in-process SDK (1,000 reads): p50 {sdk['p50']:.2f} ms, p99 {sdk['p99']:.2f} ms (target p99 ≤ 1.5 ms).",
