@@ -99,7 +99,9 @@ def _materialize(repo: Path, redis_url: str) -> list[str]:
     ]
 
 
-def _streaming(repo: Path, redis_url: str, rate: int = 20_000, seconds: int = 10) -> list[str]:
+def _streaming(
+    repo: Path, redis_url: str, rate: int = 20_000, seconds: int = 10, consumers: int = 1
+) -> list[str]:
     """Push events at `rate`/s for `seconds` while one `skewless ingest` consumes; measure the
     sustained rate and, for probe events sent along every 20 ms, the time from push until the
     probe's entity state is visible online (polled every 0.5 ms from another thread)."""
@@ -109,9 +111,12 @@ def _streaming(repo: Path, redis_url: str, rate: int = 20_000, seconds: int = 10
     shutil.rmtree(repo / "data" / "stream", ignore_errors=True)
     ingest = str(Path(sys.executable).with_name("skewless"))
     log = (WORK / "ingest.log").open("w")
-    worker = subprocess.Popen(
-        [ingest, "ingest", "--repo", str(repo), "--batch-size", "2000"], env=env, stdout=log, stderr=log
-    )
+    workers = [
+        subprocess.Popen(
+            [ingest, "ingest", "--repo", str(repo), "--batch-size", "2000"], env=env, stdout=log, stderr=log
+        )
+        for _ in range(consumers)
+    ]
     time.sleep(3)
     pending: dict[str, float] = {}
     latencies: list[float] = []
@@ -174,11 +179,12 @@ def _streaming(repo: Path, redis_url: str, rate: int = 20_000, seconds: int = 10
     finally:
         done.set()
         thread.join(60)
-        worker.terminate()
-        worker.wait(30)
+        for worker in workers:
+            worker.terminate()
+            worker.wait(30)
     q = statistics.quantiles(latencies, n=100)
     return [
-        f"Streaming: {sent:,} events pushed at a target of {rate:,}/s for {pushed_for:.0f} s into `transactions` (read by 2 views), one `skewless ingest` process (batch 2,000).",
+        f"Streaming: {sent:,} events pushed at a target of {rate:,}/s for {pushed_for:.0f} s into `transactions` (read by 2 views), {consumers} `skewless ingest` process{'es' if consumers > 1 else ''} in one consumer group (batch 2,000).",
         f"Sustained: **{sent / drained:,.0f} events/s** end to end (every event applied and acknowledged {drained:.1f} s after the first push).",
         f"Event-to-online-visible latency under that load ({len(latencies)} probe events, push → state visible): p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms (target p99 ≤ 50 ms at 20,000 events/s).",
     ]
@@ -187,6 +193,12 @@ def _streaming(repo: Path, redis_url: str, rate: int = 20_000, seconds: int = 10
 def main() -> None:
     redis_url = _bench_redis_url()
     repo = _prepare(redis_url)
-    lines = _materialize(repo, redis_url) + [""] + _streaming(repo, redis_url)
+    lines = (
+        _materialize(repo, redis_url)
+        + [""]
+        + _streaming(repo, redis_url)
+        + [""]
+        + _streaming(repo, redis_url, consumers=2)
+    )
     write_section("Online store (materialization and streaming)", "\n".join(lines))
     print("\n".join(lines))
