@@ -122,7 +122,7 @@ class FeatureStore:
                     self.batch,
                     self.redis,
                     plan,
-                    self.settings.project,
+                    self._project,
                     now_us=_to_us(now),
                     watermark_us=watermark,
                     on_progress=functools.partial(on_progress, view.name),

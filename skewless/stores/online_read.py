@@ -58,10 +58,10 @@ def parse_value(raw: bytes | str | None, dtype: pl.DataType) -> Any:
     return text
 
 
-def _tiles(agg: CompiledAggregation, at_us: int, span_us: int) -> list[int]:
+def _tiles(granularity_us: int, at_us: int, span_us: int) -> list[int]:
     """Tile starts a read at ``at_us`` may need for a granularity whose longest window is ``span_us``."""
-    current = at_us - at_us % agg.granularity_us
-    return list(range(current - span_us, current + 1, agg.granularity_us))
+    current = at_us - at_us % granularity_us
+    return list(range(current - span_us, current + 1, granularity_us))
 
 
 def _merge(
@@ -99,19 +99,12 @@ def read_feature_view(
     client: redis.Redis, plan: ViewPlan, entities: Sequence[Sequence[Any]], at_us: int
 ) -> list[OnlineRow]:
     """The windowed features of ``plan`` for each entity key, as of ``at_us``."""
-    spans = {
-        g: max(a.window_us for a in plan.aggregations if a.granularity_us == g)
-        for g in {a.granularity_us for a in plan.aggregations}
-    }
     pipe = client.pipeline(transaction=False)
     layout = []
     for entity in entities:
         tag = entity_tag(plan.name, entity)
         pipe.get(latest_key(tag))
-        tiles = {
-            g: _tiles(next(a for a in plan.aggregations if a.granularity_us == g), at_us, span)
-            for g, span in spans.items()
-        }
+        tiles = {g: _tiles(g, at_us, span) for g, span in plan.spans.items()}
         for g, starts in tiles.items():
             for start in starts:
                 pipe.hgetall(tile_key(tag, g, start))

@@ -53,6 +53,9 @@ class ViewPlan:
     transform: RowTransform | None
     aggregations: tuple[CompiledAggregation, ...]
     features: dict[str, pl.DataType]
+    #: Granularity → longest window among the aggregations with that tile size: which tiles a
+    #: read needs, and how long a tile stays readable (both executors, resolved once).
+    spans: dict[int, int]
 
     @property
     def max_window_us(self) -> int:
@@ -90,4 +93,8 @@ def compile_view(view: View) -> ViewPlan:
         transform=view.transform if isinstance(view, FeatureView) else None,
         aggregations=aggregations,
         features=features,
+        spans={
+            g: max(a.window_us for a in aggregations if a.granularity_us == g)
+            for g in sorted({a.granularity_us for a in aggregations})
+        },
     )

@@ -82,10 +82,7 @@ def _specs(plan: ViewPlan) -> list[_Spec]:
             "last": ("lastn" if numeric else "lasts", ""),
             "distinct_count": ("sadd", ""),
         }[function]
-        horizon = (
-            max(a.window_us for a in plan.aggregations if a.granularity_us == agg.granularity_us)
-            + agg.granularity_us
-        )
+        horizon = plan.spans[agg.granularity_us] + agg.granularity_us
         field_name = f"a{index}.{part}" if part else (f"a{index}" if function == "last" else "")
         specs.append(
             _Spec(
