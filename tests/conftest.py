@@ -82,16 +82,23 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture
-def example_repo(tmp_path: Path) -> Path:
-    """A fresh copy of the example feature repo (no data, no state)."""
-    target = tmp_path / "repo"
+def copy_example_repo(target: Path, spec: FraudDataSpec | None = None) -> Path:
+    """A copy of the example feature repo at ``target`` (no state), with generated data if ``spec``."""
     shutil.copytree(
         resource_dir("feature_repo"),
         target,
+        dirs_exist_ok=True,
         ignore=shutil.ignore_patterns("data", ".skewless", "__pycache__"),
     )
+    if spec is not None:
+        write_example_data(target / "data", spec)
     return target
+
+
+@pytest.fixture
+def example_repo(tmp_path: Path) -> Path:
+    """A fresh copy of the example feature repo (no data, no state)."""
+    return copy_example_repo(tmp_path / "repo")
 
 
 @pytest.fixture

@@ -159,6 +159,18 @@ def _rows(rows: list[tuple[str, int]]) -> pl.DataFrame:
     )
 
 
+def _batch(
+    tmp_path: Path, events: list[oracle.Event], view: Any, rows: list[tuple[str, int]], as_available: bool
+) -> pl.DataFrame:
+    """``events`` written as the source's history, then ``view`` computed by the batch executor."""
+    _write(events, tmp_path / "payments.parquet")
+    executor = BatchExecutor(tmp_path)
+    try:
+        return executor.compute(compile_view(view), _rows(rows), as_available=as_available)
+    finally:
+        executor.close()
+
+
 @settings(
     max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", 60)),
     deadline=None,
@@ -170,10 +182,7 @@ def test_feature_view_equals_oracle(
 ) -> None:
     if not events:
         return
-    _write(events, tmp_path / "payments.parquet")
-    executor = BatchExecutor(tmp_path)
-    result = executor.compute(compile_view(VIEW), _rows(rows), as_available=as_available)
-    executor.close()
+    result = _batch(tmp_path, events, VIEW, rows, as_available)
     truth = oracle.counted(_with_derived(events), LATENESS)
     for i, (key, t) in enumerate(rows):
         for agg in VIEW.aggregations:
@@ -198,10 +207,7 @@ def test_plain_view_equals_oracle(
 ) -> None:
     if not events:
         return
-    _write(events, tmp_path / "payments.parquet")
-    executor = BatchExecutor(tmp_path)
-    result = executor.compute(compile_view(PLAIN), _rows(rows), as_available=as_available)
-    executor.close()
+    result = _batch(tmp_path, events, PLAIN, rows, as_available)
     truth = oracle.counted(events, LATENESS)
     for i, (key, t) in enumerate(rows):
         for column in PLAIN.features:

@@ -9,29 +9,18 @@ import polars as pl
 import pytest
 
 from skewless import DefinitionError, ExecutionError
+from skewless.examples.fraud_data import FraudDataSpec
 from skewless.feature_store import FeatureStore
 from skewless.settings import Settings
+from tests.conftest import copy_example_repo
 
 T = datetime(2026, 11, 10, 12, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
-    import shutil
-
-    from skewless._resources import resource_dir
-    from skewless.examples.fraud_data import FraudDataSpec, write_example_data
-
     root = tmp_path_factory.mktemp("repo")
-    shutil.copytree(
-        resource_dir("feature_repo"),
-        root,
-        dirs_exist_ok=True,
-        ignore=shutil.ignore_patterns("data", ".skewless"),
-    )
-    write_example_data(
-        root / "data", FraudDataSpec(events=5_000, cards=50, end=datetime(2026, 11, 20, tzinfo=UTC))
-    )
+    copy_example_repo(root, FraudDataSpec(events=5_000, cards=50, end=datetime(2026, 11, 20, tzinfo=UTC)))
     return FeatureStore(
         settings=Settings.load(root, env={"SKEWLESS_DATABASE_URL": f"sqlite:///{root / 'm.db'}"})
     )
@@ -141,18 +130,9 @@ def test_colliding_names_ask_for_full_feature_names(store: FeatureStore) -> None
     assert "card_activity__count_1h" in out.columns
 
 
-def test_missing_history_says_how_to_fix(tmp_path: Path) -> None:
-    import shutil
-
-    from skewless._resources import resource_dir
-
-    shutil.copytree(
-        resource_dir("feature_repo"), tmp_path / "r", ignore=shutil.ignore_patterns("data", ".skewless")
-    )
+def test_missing_history_says_how_to_fix(example_repo: Path, tmp_path: Path) -> None:
     empty = FeatureStore(
-        settings=Settings.load(
-            tmp_path / "r", env={"SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
-        )
+        settings=Settings.load(example_repo, env={"SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"})
     )
     with pytest.raises(
         ExecutionError,

@@ -7,14 +7,12 @@ point-in-time join over the table skewless's backfill wrote, read at event times
 from __future__ import annotations
 
 import contextlib
-import shutil
 from datetime import UTC, datetime
 
 import polars as pl
 import pytest
 
-from skewless._resources import resource_dir
-from skewless.examples.fraud_data import FraudDataSpec, write_example_data
+from skewless.examples.fraud_data import FraudDataSpec
 from skewless.feature_store import FeatureStore
 from skewless.metadata import open_database
 from skewless.repo.feast_store import feast_store
@@ -24,18 +22,10 @@ from skewless.settings import Settings
 
 @pytest.fixture(scope="module")
 def applied(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    from tests.conftest import REDIS_URL
+    from tests.conftest import REDIS_URL, copy_example_repo
 
     root = tmp_path_factory.mktemp("feast_oracle")
-    shutil.copytree(
-        resource_dir("feature_repo"),
-        root,
-        dirs_exist_ok=True,
-        ignore=shutil.ignore_patterns("data", ".skewless"),
-    )
-    write_example_data(
-        root / "data", FraudDataSpec(events=100_000, cards=3_000, end=datetime(2026, 11, 1, tzinfo=UTC))
-    )
+    copy_example_repo(root, FraudDataSpec(events=100_000, cards=3_000, end=datetime(2026, 11, 1, tzinfo=UTC)))
     settings = Settings.load(
         root, env={"SKEWLESS_DATABASE_URL": f"sqlite:///{root / 'meta.db'}", "REDIS_URL": REDIS_URL}
     )
