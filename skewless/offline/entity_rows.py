@@ -30,6 +30,12 @@ def as_polars(frame: Any) -> pl.DataFrame:
     return converted
 
 
+def _refuse_nulls(frame: pl.DataFrame, column: str) -> None:
+    nulls = frame[column].null_count()
+    if nulls:
+        raise ExecutionError(f"entity rows: {nulls} rows have a null '{column}'; drop or fill them.")
+
+
 def normalize_timestamps(frame: pl.DataFrame, column: str) -> pl.DataFrame:
     """``frame`` with ``column`` as UTC microseconds; errors for missing, naive or null times."""
     if frame.is_empty():
@@ -49,9 +55,7 @@ def normalize_timestamps(frame: pl.DataFrame, column: str) -> pl.DataFrame:
             f"entity rows: '{column}' has no time zone; skewless does not guess one. Localize it, e.g. "
             f"df.with_columns(pl.col('{column}').dt.replace_time_zone('UTC'))."
         )
-    nulls = frame[column].null_count()
-    if nulls:
-        raise ExecutionError(f"entity rows: {nulls} rows have a null '{column}'; drop or fill them.")
+    _refuse_nulls(frame, column)
     return frame.with_columns(pl.col(column).dt.convert_time_zone("UTC").cast(TIMESTAMP))
 
 
@@ -68,9 +72,7 @@ def entity_rows(frame: pl.DataFrame, entities: tuple[Entity, ...], column: str) 
                 f"entity rows: join key '{key}' is {frame.schema[key]} but entity '{entity.name}' declares "
                 f"{entity.dtype}; cast the column."
             )
-        nulls = frame[key].null_count()
-        if nulls:
-            raise ExecutionError(f"entity rows: {nulls} rows have a null '{key}'; drop or fill them.")
+        _refuse_nulls(frame, key)
     return frame.select(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"),
         *[pl.col(e.join_key) for e in entities],
