@@ -23,7 +23,7 @@ from skewless.offline.training_set import TrainingSet, record_training_set, writ
 from skewless.online.ingest import StreamIngestor
 from skewless.online.materialize import MaterializeResult, materialize_view
 from skewless.online.push import push_events
-from skewless.online.read import OnlineResult, read_online
+from skewless.online.read import OnlineRead, OnlineResult, prepare_read, read_online
 from skewless.repo.loader import Repo, load_repo
 from skewless.settings import Settings
 from skewless.stores.redis_connection import connect_redis, resolve_redis_url
@@ -75,11 +75,16 @@ class FeatureStore:
             self._batch = BatchExecutor(self.settings.repo)
         return self._batch
 
+    @functools.cached_property
+    def redis_url(self) -> str:
+        """The online store's URL: REDIS_URL, or the repo's local redis-server, started if needed."""
+        return resolve_redis_url(self.settings, notify=_tell)
+
     @property
     def redis(self) -> redis.Redis:
-        """The online store (REDIS_URL, or the repo's local redis-server, started if needed)."""
+        """A client for the online store (checked reachable on first use)."""
         if self._redis is None:
-            self._redis = connect_redis(resolve_redis_url(self.settings, notify=_tell))
+            self._redis = connect_redis(self.redis_url)
         return self._redis
 
     def get_online_features(
@@ -92,15 +97,26 @@ class FeatureStore:
     ) -> OnlineResult:
         """Current values of ``features`` for columnar ``entity_rows`` (``{"card_id": [...]}``),
         with a status per value; ``at`` reads as of another time (tests, replays)."""
-        moment = at or datetime.now(UTC)
-        return read_online(
-            self.redis,
+        read = self.prepare_online_read(features, entity_rows, full_feature_names=full_feature_names, at=at)
+        return read_online(self.redis, read)
+
+    def prepare_online_read(
+        self,
+        features: Sequence[str],
+        entity_rows: Mapping[str, Sequence[Any]],
+        *,
+        full_feature_names: bool = False,
+        at: datetime | None = None,
+    ) -> OnlineRead:
+        """The Redis commands of an online read and how to decode them, without I/O (the API runs
+        them on its asyncio client); bad features or entity rows raise here."""
+        return prepare_read(
             self.repo,
             self.plans,
             self._project,
             features,
             entity_rows,
-            at_us=_to_us(moment),
+            at_us=_to_us(at or datetime.now(UTC)),
             full_feature_names=full_feature_names,
         )
 

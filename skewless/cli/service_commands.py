@@ -63,9 +63,7 @@ def log_worker(
     stopping = stop_requested()
     moved = 0
     while not stopping():
-        moved += drain_serving_log(
-            store.redis, store.settings.repo, consumer, claim_idle_ms=int(claim_after * 1000)
-        )
+        moved += drain_serving_log(store, consumer, claim_idle_ms=int(claim_after * 1000))
     console.print(f"Moved {moved:,} logged requests to {store.settings.repo / 'data' / 'serving_log'}.")
 
 

@@ -11,18 +11,26 @@ import redis
 from skewless._errors import StoreError
 from skewless.stores.feast_format import (
     WRITE_SCRIPT,
-    decode_value,
     encode_entity_key,
     encode_timestamp,
     encode_values,
     feature_field,
     order_field,
     ts_field,
+    value_decoder,
 )
-from skewless.stores.online_read import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT, OnlineRow
+from skewless.stores.online_read import (
+    NOT_FOUND,
+    NULL_VALUE,
+    OUTSIDE_MAX_AGE,
+    PRESENT,
+    OnlineRow,
+    ViewRead,
+)
 from skewless.transforms.compiled import ViewPlan
+from skewless.transforms.dtypes import dtype_name
 
-__all__ = ["read_plain_view", "write_plain_rows"]
+__all__ = ["plain_view_read", "write_plain_rows"]
 
 _BATCH = 5_000
 
@@ -70,23 +78,20 @@ def write_plain_rows(
     return written
 
 
-def read_plain_view(
-    client: redis.Redis, plan: ViewPlan, project: str, entities: Sequence[Sequence[Any]], at_us: int
-) -> list[OnlineRow]:
-    """The latest row of each entity, with TTL honoured (OUTSIDE_MAX_AGE), as of ``at_us``."""
+def plain_view_read(plan: ViewPlan, project: str, entities: Sequence[Sequence[Any]], at_us: int) -> ViewRead:
+    """The read of each entity's latest row, with TTL honoured (OUTSIDE_MAX_AGE), as of ``at_us``."""
     fields = [feature_field(plan.name, f) for f in plan.features] + [order_field(plan.name)]
-    pipe = client.pipeline(transaction=False)
-    for entity in entities:
-        pipe.hmget(encode_entity_key(plan.join_keys, list(entity), plan.key_dtypes, project), fields)
-    try:
-        replies = pipe.execute()
-    except redis.RedisError as exc:
-        raise StoreError(f"view '{plan.name}': online read failed: {exc}") from exc
-    return (
-        [_row(plan, reply) for reply in replies]
-        if plan.ttl_us is None
-        else [_row(plan, reply, at_us) for reply in replies]
-    )
+    commands: list[tuple[Any, ...]] = [
+        ("HMGET", encode_entity_key(plan.join_keys, list(entity), plan.key_dtypes, project), *fields)
+        for entity in entities
+    ]
+
+    def decode(replies: Sequence[Any]) -> list[OnlineRow]:
+        if plan.ttl_us is None:
+            return [_row(plan, reply) for reply in replies]
+        return [_row(plan, reply, at_us) for reply in replies]
+
+    return ViewRead(plan.name, commands, decode)
 
 
 def _row(plan: ViewPlan, reply: list[bytes | None], at_us: int | None = None) -> OnlineRow:
@@ -98,7 +103,9 @@ def _row(plan: ViewPlan, reply: list[bytes | None], at_us: int | None = None) ->
         return OnlineRow(
             {f: None for f in plan.features}, {f: OUTSIDE_MAX_AGE for f in plan.features}, event_us
         )
-    values = {f: decode_value(r, plan.features[f]) for f, r in zip(plan.features, raw, strict=True)}
+    values = {
+        f: value_decoder(dtype_name(plan.features[f]))(r) for f, r in zip(plan.features, raw, strict=True)
+    }
     return OnlineRow(
         values, {f: PRESENT if v is not None else NULL_VALUE for f, v in values.items()}, event_us
     )

@@ -14,14 +14,14 @@ from typing import Any
 import redis
 
 from skewless._errors import ExecutionError
-from skewless.online.plain import read_plain_view
+from skewless.online.plain import plain_view_read
 from skewless.repo.feature_refs import resolve_features
 from skewless.repo.loader import Repo
-from skewless.stores.online_read import OnlineRow, read_feature_view
+from skewless.stores.online_read import ViewRead, feature_view_read, run_commands, split_replies
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.dtypes import dtype_name
 
-__all__ = ["OnlineResult", "read_online"]
+__all__ = ["OnlineRead", "OnlineResult", "prepare_read", "read_online"]
 
 _PYTHON_TYPES = {"String": (str,), "Int64": (int,), "Int32": (int,)}
 
@@ -59,8 +59,41 @@ def _entity_columns(
     return list(zip(*columns, strict=True))
 
 
-def read_online(
-    client: redis.Redis,
+@dataclass(frozen=True)
+class OnlineRead:
+    """A prepared online read: every view's Redis commands, and how their replies become the result.
+
+    Built without I/O, so the SDK runs it on a blocking client (``read_online``) and the API on an
+    asyncio one, through the same code."""
+
+    reads: list[ViewRead]
+    wanted: dict[str, list[str]]
+    versions: dict[str, str]
+    full_feature_names: bool
+
+    @property
+    def commands(self) -> list[tuple[Any, ...]]:
+        return [command for read in self.reads for command in read.commands]
+
+    def result(self, replies: Sequence[Any]) -> OnlineResult:
+        """The columns for the replies of ``commands``, run in order."""
+        names: list[str] = []
+        values: list[list[Any]] = []
+        statuses: list[list[str]] = []
+        stamps: list[list[datetime | None]] = []
+        for read, rows in zip(self.reads, split_replies(self.reads, replies), strict=True):
+            times = [
+                None if r.event_us is None else datetime.fromtimestamp(r.event_us / 1e6, UTC) for r in rows
+            ]
+            for feature in self.wanted[read.view]:
+                names.append(f"{read.view}__{feature}" if self.full_feature_names else feature)
+                values.append([r.values[feature] for r in rows])
+                statuses.append([r.statuses[feature] for r in rows])
+                stamps.append(times)
+        return OnlineResult(names, values, statuses, stamps, self.versions)
+
+
+def prepare_read(
     repo: Repo,
     plans: Mapping[str, ViewPlan],
     project: str,
@@ -69,30 +102,24 @@ def read_online(
     *,
     at_us: int,
     full_feature_names: bool = False,
-) -> OnlineResult:
-    """Values of ``features`` ("view:feature") for each entity row, as of ``at_us``; ``plans`` are
-    the compiled views (compiled once, not per request)."""
+) -> OnlineRead:
+    """The read of ``features`` ("view:feature") for each entity row as of ``at_us``; ``plans``
+    are the compiled views (compiled once, not per request). Bad input raises ExecutionError."""
     grouped = resolve_features(repo, features)
     count = len(next(iter(entity_rows.values()), []))
-    names: list[str] = []
-    values: list[list[Any]] = []
-    statuses: list[list[str]] = []
-    stamps: list[list[datetime | None]] = []
-    versions: dict[str, str] = {}
-    for view_name, wanted in grouped.items():
+    reads = []
+    for view_name in grouped:
         plan = plans[view_name]
-        versions[view_name] = plan.version
         entities = _entity_columns(plan, entity_rows, count)
-        read = read_feature_view if plan.kind == "feature_view" else None
-        rows: list[OnlineRow] = (
-            read(client, plan, entities, at_us)
-            if read
-            else read_plain_view(client, plan, project, entities, at_us)
+        reads.append(
+            feature_view_read(plan, entities, at_us)
+            if plan.kind == "feature_view"
+            else plain_view_read(plan, project, entities, at_us)
         )
-        times = [None if r.event_us is None else datetime.fromtimestamp(r.event_us / 1e6, UTC) for r in rows]
-        for feature in wanted:
-            names.append(f"{view_name}__{feature}" if full_feature_names else feature)
-            values.append([r.values[feature] for r in rows])
-            statuses.append([r.statuses[feature] for r in rows])
-            stamps.append(times)
-    return OnlineResult(names, values, statuses, stamps, versions)
+    versions = {view: plans[view].version for view in grouped}
+    return OnlineRead(reads, dict(grouped), versions, full_feature_names)
+
+
+def read_online(client: redis.Redis, prepared: OnlineRead) -> OnlineResult:
+    """Run a prepared read in one pipelined round trip on a blocking ``client``."""
+    return prepared.result(run_commands(client, prepared.commands))

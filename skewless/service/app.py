@@ -4,6 +4,8 @@ Redis down 503 with a clear body; the app recovers by itself when Redis comes ba
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import time
 import uuid
@@ -12,7 +14,10 @@ from typing import Any
 
 import orjson
 import redis
+import redis.asyncio
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,13 +27,16 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+from redis.commands.core import AsyncScript
 from sqlalchemy import text
 
 from skewless._errors import DefinitionError, ExecutionError, SkewlessError, StoreError
 from skewless.feature_store import FeatureStore
+from skewless.online.read import OnlineRead, OnlineResult
 from skewless.service.auth import ApiKeys, AuthError
-from skewless.service.serving_log import LOG_STREAM, log_entry
+from skewless.service.serving_log import LOG_STREAM, log_header
+from skewless.stores.online_read import READ_SCRIPT, script_args
 
 __all__ = ["OnlineFeaturesRequest", "PushRequest", "create_app"]
 
@@ -74,6 +82,15 @@ class OnlineFeaturesResponse(BaseModel):
     request_id: str
 
 
+class ValidationErrorBody(BaseModel):
+    detail: list[dict[str, Any]] = Field(description="Where the body is malformed, and how.")
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """An OpenAPI requestBody for ``model`` (for routes that parse their own body)."""
+    return {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}
+
+
 class PushResponse(BaseModel):
     pushed: int
 
@@ -106,6 +123,43 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": message})
 
 
+class _BodyLimit:
+    """Answer 413 to a request whose declared body is over ``MAX_BODY_BYTES``, before it is read
+    (plain ASGI: Starlette's BaseHTTPMiddleware costs a task group per request)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            if length.isdigit() and int(length) > MAX_BODY_BYTES:
+                response = _error(
+                    413, f"request body over {MAX_BODY_BYTES} bytes; send fewer entities per request."
+                )
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+class _ReadAndLog:
+    """Runs an online read and logs it in one atomic round trip (``READ_SCRIPT``) on an asyncio
+    client: one client per event loop (a test client may run each request in a loop of its own;
+    uvicorn runs one loop per worker)."""
+
+    def __init__(self, store: FeatureStore) -> None:
+        self.store = store
+        self._scripts: dict[asyncio.AbstractEventLoop, AsyncScript] = {}
+
+    async def __call__(self, read: OnlineRead, header: bytes) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        script = self._scripts.get(loop)
+        if script is None:
+            self._scripts = {used: s for used, s in self._scripts.items() if not used.is_closed()}
+            client = redis.asyncio.Redis.from_url(self.store.redis_url, socket_connect_timeout=2)
+            script = self._scripts[loop] = client.register_script(READ_SCRIPT)
+        return list(await script(args=script_args(read.commands, LOG_STREAM, header)))
+
+
 def _key(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     return (
@@ -113,6 +167,23 @@ def _key(request: Request) -> str | None:
         if header.startswith("Bearer ")
         else request.headers.get("x-api-key")
     )
+
+
+def _columns(entities: dict[str, list[Any]], count: int, result: OnlineResult) -> list[dict[str, list[Any]]]:
+    """Feast's response columns: the join keys (PRESENT), then one column per feature."""
+    columns = [
+        {"values": list(values), "statuses": ["PRESENT"] * count, "event_timestamps": [_EPOCH] * count}
+        for values in entities.values()
+    ]
+    formatted: dict[int, list[str]] = {}  # features of one view share their timestamps list
+    for values, statuses, stamps in zip(result.values, result.statuses, result.event_timestamps, strict=True):
+        times = formatted.get(id(stamps))
+        if times is None:
+            times = formatted[id(stamps)] = [
+                s.isoformat().replace("+00:00", "Z") if s else _EPOCH for s in stamps
+            ]
+        columns.append({"values": values, "statuses": statuses, "event_timestamps": times})
+    return columns
 
 
 def create_app(store: FeatureStore, *, auth: bool = True) -> FastAPI:
@@ -123,10 +194,18 @@ def create_app(store: FeatureStore, *, auth: bool = True) -> FastAPI:
     """
     keys = ApiKeys(store.database) if auth else None
 
+    async def authorize(request: Request, scope: str) -> None:
+        if keys is None:
+            return
+        key = _key(request)
+        if keys.is_cached(key):
+            keys.verify(key, scope)
+        else:  # a database lookup: off the event loop
+            await run_in_threadpool(keys.verify, key, scope)
+
     def require(scope: str) -> Any:
-        def check(request: Request) -> None:
-            if keys is not None:
-                keys.verify(_key(request), scope)
+        async def check(request: Request) -> None:
+            await authorize(request, scope)
 
         return Depends(check)
 
@@ -158,12 +237,13 @@ def create_app(store: FeatureStore, *, auth: bool = True) -> FastAPI:
         "skewless_serving_log_backlog", "Serving log entries not yet moved offline", registry=registry
     )
 
-    @app.middleware("http")
-    async def _limit_size(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return _error(413, f"request body over {MAX_BODY_BYTES} bytes; send fewer entities per request.")
-        return await call_next(request)
+    app.add_middleware(_BodyLimit)
+    read_and_log = _ReadAndLog(store)
+    by_status = {
+        status: served.labels(status) for status in ("PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE")
+    }
+    read_latency = latency.labels("get-online-features")
+    read_ok = requests.labels("get-online-features", "200")
 
     @app.exception_handler(AuthError)
     async def _unauthorized(_: Request, exc: AuthError) -> JSONResponse:
@@ -185,12 +265,19 @@ def create_app(store: FeatureStore, *, auth: bool = True) -> FastAPI:
     @app.post(
         "/get-online-features",
         summary="Feast-compatible online features",
-        dependencies=[require("read")],
         response_model=OnlineFeaturesResponse,
-        responses=_ERRORS,
+        responses={**_ERRORS, 422: {"model": ValidationErrorBody, "description": "Malformed request body"}},
+        openapi_extra={"requestBody": _json_body(OnlineFeaturesRequest)},
     )
-    def get_online_features(body: OnlineFeaturesRequest) -> Any:
+    async def get_online_features(request: Request) -> Any:
+        # Parsed here rather than by FastAPI's dependency machinery: this is the hot path.
         started = time.perf_counter()
+        await authorize(request, "read")
+        raw = await request.body()
+        try:
+            body = OnlineFeaturesRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False), body=raw) from None
         if body.feature_service is not None or not body.features:
             return _error(
                 400,
@@ -200,52 +287,30 @@ def create_app(store: FeatureStore, *, auth: bool = True) -> FastAPI:
         if len(sizes) != 1 or not body.entities:
             return _error(400, "'entities' must map each join key to a list, all of the same length.")
         at = datetime.now(UTC)
-        result = store.get_online_features(
+        read = store.prepare_online_read(
             body.features, body.entities, full_feature_names=body.full_feature_names, at=at
         )
         request_id = body.request_id or uuid.uuid4().hex
-        store.redis.xadd(
-            LOG_STREAM,
-            log_entry(
-                request_id,
-                at,
-                body.entities,
-                result.names,
-                result.values,
-                result.statuses,
-                result.versions,
-                body.client_features,
-            ),
+        header = log_header(
+            request_id,
+            at,
+            body.features,
+            body.entities,
+            body.full_feature_names,
+            read.versions,
+            body.client_features,
         )
-        count = sizes.pop()
-        results = [
-            {"values": list(values), "statuses": ["PRESENT"] * count, "event_timestamps": [_EPOCH] * count}
-            for values in body.entities.values()
-        ]
-        for values, statuses, stamps in zip(
-            result.values, result.statuses, result.event_timestamps, strict=True
-        ):
-            results.append(
-                {
-                    "values": values,
-                    "statuses": statuses,
-                    "event_timestamps": [
-                        s.isoformat().replace("+00:00", "Z") if s else _EPOCH for s in stamps
-                    ],
-                }
-            )
-            for status in statuses:
-                served.labels(status).inc()
-        latency.labels("get-online-features").observe(time.perf_counter() - started)
-        requests.labels("get-online-features", "200").inc()
+        result = read.result(await read_and_log(read, header))  # logged before the answer
         payload = {
             "metadata": {"feature_names": [*body.entities, *result.names]},
-            "results": results,
+            "results": _columns(body.entities, sizes.pop(), result),
             "request_id": request_id,
         }
-        return Response(
-            orjson.dumps(payload), media_type="application/json"
-        )  # already in the documented shape
+        for status, count in collections.Counter(s for col in result.statuses for s in col).items():
+            by_status[status].inc(count)
+        read_latency.observe(time.perf_counter() - started)
+        read_ok.inc()
+        return Response(orjson.dumps(payload), media_type="application/json")  # the documented shape
 
     @app.post(
         "/push",

@@ -95,10 +95,14 @@ class ApiKeys:
                 403, f"this API key lacks the '{scope}' scope (it has: {', '.join(sorted(scopes))})."
             )
 
+    def is_cached(self, key: str | None) -> bool:
+        """Whether ``verify(key, ...)`` answers from memory, without the database."""
+        cached = self._cache.get(key) if key else None
+        return cached is not None and cached.until > time.monotonic()
+
     def _scopes(self, key: str) -> frozenset[str] | None:
-        cached = self._cache.get(key)
-        if cached and cached.until > time.monotonic():
-            return cached.scopes
+        if self.is_cached(key):
+            return self._cache[key].scopes
         parts = key.split("_")
         if len(parts) < 3 or parts[0] != "skl":
             return None

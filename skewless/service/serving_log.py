@@ -1,55 +1,123 @@
 """The serving log: every vector the API serves, appended to a Redis Stream before it answers.
 
-One stream entry per request (``skewless:serving_log``), orjson-encoded: request id and time,
-the entity rows, feature names, values, statuses, the definition version of each view, and any
-features the client computed itself. ``skewless log-worker`` moves entries into hourly parquet
-partitions of the offline store (``data/serving_log/hour=YYYY-MM-DDTHH/``) and acknowledges them
-only after the file is written, so a crash of either process loses no logged vector.
+The API reads and logs in one atomic script (``READ_SCRIPT``): the stream entry
+(``skewless:serving_log``) holds the request — id, time, feature refs, entity rows, definition
+version of each view, features the client computed itself — as orjson (``h``), and the raw Redis
+replies it was served from as msgpack (``r``). So logging costs no extra round trip, and what was
+served is exactly what was logged. ``skewless log-worker`` decodes the replies, with the code the
+API answered with, into hourly parquet partitions of the offline store
+(``data/serving_log/hour=YYYY-MM-DDTHH/``) and acknowledges entries only after the file is
+written, so a crash of either process loses no logged vector. An entry whose views changed
+definition before it was moved is kept whole in ``skewless:serving_log:dead`` with the reason.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import msgpack
 import orjson
 import polars as pl
 import redis
 
-__all__ = ["LOG_GROUP", "LOG_STREAM", "drain_serving_log", "log_entry"]
+from skewless._errors import SkewlessError
+from skewless.online.read import OnlineResult
+
+if TYPE_CHECKING:
+    from skewless.feature_store import FeatureStore
+
+__all__ = ["LOG_DEAD", "LOG_GROUP", "LOG_STREAM", "drain_serving_log", "log_header"]
 
 LOG_STREAM = "skewless:serving_log"
+LOG_DEAD = f"{LOG_STREAM}:dead"
 LOG_GROUP = "log-worker"
 
+_SCHEMA = {
+    "entry_id": pl.String,
+    "request_id": pl.String,
+    "request_time": pl.Datetime("us", "UTC"),
+    "entity": pl.String,
+    "features": pl.String,
+    "statuses": pl.String,
+    "versions": pl.String,
+    "client_features": pl.String,
+}
 
-def log_entry(
+
+def log_header(
     request_id: str,
     at: datetime,
+    features: list[str],
     entities: dict[str, list[Any]],
-    names: list[str],
-    values: list[list[Any]],
-    statuses: list[list[str]],
+    full_feature_names: bool,
     versions: dict[str, str],
     client_features: dict[str, list[Any]] | None,
-) -> dict[str, bytes]:
-    """The stream fields of one served request."""
-    payload = {
-        "request_id": request_id,
-        "at": at.isoformat(),
-        "entities": entities,
-        "features": names,
-        "values": values,
-        "statuses": statuses,
-        "versions": versions,
-        "client_features": client_features or {},
-    }
-    return {"v": orjson.dumps(payload, default=str)}
+) -> bytes:
+    """The request part of a log entry: enough to rebuild the read and decode its replies."""
+    return orjson.dumps(
+        {
+            "request_id": request_id,
+            "at": at.isoformat(),
+            "features": features,
+            "entities": entities,
+            "full_feature_names": full_feature_names,
+            "versions": versions,
+            "client_features": client_features or {},
+        },
+        default=str,
+    )
+
+
+def _nils(reply: Any) -> Any:
+    """Lua's nil is false inside msgpack; back to None."""
+    if reply is False:
+        return None
+    if isinstance(reply, list):
+        return [_nils(r) for r in reply]
+    return reply
+
+
+def _decode(store: FeatureStore, header: dict[str, Any], raw: bytes) -> OnlineResult | str:
+    """The vector served for a logged request, or why it cannot be decoded any more."""
+    try:
+        read = store.prepare_online_read(
+            header["features"],
+            header["entities"],
+            full_feature_names=header["full_feature_names"],
+            at=datetime.fromisoformat(header["at"]),
+        )
+    except SkewlessError as exc:
+        return f"the repo no longer serves this request: {exc}"
+    if read.versions != header["versions"]:
+        return "a view's definition changed before the entry was moved offline; decode it with that version."
+    return read.result(_nils(msgpack.unpackb(raw, raw=True)))
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _rows(entry_id: str, header: dict[str, Any], result: OnlineResult) -> list[dict[str, Any]]:
+    """One parquet row per entity row of a logged request."""
+    entities, client = header["entities"], header["client_features"]
+    return [
+        {
+            "entry_id": entry_id,
+            "request_id": header["request_id"],
+            "request_time": datetime.fromisoformat(header["at"]),
+            "entity": _json({k: v[i] for k, v in entities.items()}),
+            "features": _json(dict(zip(result.names, (c[i] for c in result.values), strict=True))),
+            "statuses": _json(dict(zip(result.names, (c[i] for c in result.statuses), strict=True))),
+            "versions": _json(header["versions"]),
+            "client_features": _json({k: v[i] for k, v in client.items()}),
+        }
+        for i in range(len(next(iter(entities.values()), [])))
+    ]
 
 
 def drain_serving_log(
-    client: redis.Redis,
-    repo_root: Path,
+    store: FeatureStore,
     consumer: str,
     *,
     count: int = 1000,
@@ -60,6 +128,7 @@ def drain_serving_log(
 
     Entries this consumer read before come first, then entries a dead worker left unacknowledged
     for ``claim_idle_ms``, then new ones."""
+    client = store.redis
     try:
         client.xgroup_create(LOG_STREAM, LOG_GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:
@@ -75,45 +144,19 @@ def drain_serving_log(
         entries = reply[0][1] if reply else []
     if not entries:
         return 0
-    rows = []
+    rows: list[dict[str, Any]] = []
     for entry_id, fields in entries:
-        payload = orjson.loads(fields[b"v"])
-        for i in range(len(next(iter(payload["entities"].values()), []))):
-            rows.append(
-                {
-                    "entry_id": entry_id.decode(),
-                    "request_id": payload["request_id"],
-                    "request_time": datetime.fromisoformat(payload["at"]),
-                    "entity": orjson.dumps({k: v[i] for k, v in payload["entities"].items()}).decode(),
-                    "features": orjson.dumps(
-                        dict(zip(payload["features"], (col[i] for col in payload["values"]), strict=True))
-                    ).decode(),
-                    "statuses": orjson.dumps(
-                        dict(zip(payload["features"], (col[i] for col in payload["statuses"]), strict=True))
-                    ).decode(),
-                    "versions": orjson.dumps(payload["versions"]).decode(),
-                    "client_features": orjson.dumps(
-                        {k: v[i] for k, v in payload["client_features"].items()}
-                    ).decode(),
-                }
-            )
-    frame = pl.DataFrame(
-        rows,
-        schema={
-            "entry_id": pl.String,
-            "request_id": pl.String,
-            "request_time": pl.Datetime("us", "UTC"),
-            "entity": pl.String,
-            "features": pl.String,
-            "statuses": pl.String,
-            "versions": pl.String,
-            "client_features": pl.String,
-        },
-    )
+        header = orjson.loads(fields[b"h"])
+        result = _decode(store, header, fields[b"r"])
+        if isinstance(result, str):  # kept whole, with the reason: nothing is dropped
+            client.xadd(LOG_DEAD, {**fields, b"reason": result.encode()})
+            continue
+        rows.extend(_rows(entry_id.decode(), header, result))
+    frame = pl.DataFrame(rows, schema=_SCHEMA)
     for (hour,), part in frame.group_by(
         pl.col("request_time").dt.truncate("1h").dt.strftime("%Y-%m-%dT%H"), maintain_order=True
     ):
-        directory = repo_root / "data" / "serving_log" / f"hour={hour}"
+        directory = store.settings.repo / "data" / "serving_log" / f"hour={hour}"
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / f"{part['entry_id'][0].replace('-', '_')}.parquet"
         part.write_parquet(target.with_suffix(".tmp"))

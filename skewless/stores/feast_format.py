@@ -12,8 +12,9 @@ every row of a materialization; tests check them byte for byte against Feast's o
 
 from __future__ import annotations
 
+import functools
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from skewless.transforms.dtypes import dtype_name
 __all__ = [
     "WRITE_SCRIPT",
     "decode_value",
+    "value_decoder",
     "encode_entity_key",
     "encode_timestamp",
     "encode_values",
@@ -67,8 +69,10 @@ def encode_entity_key(
     return b"".join(out)
 
 
+@functools.cache
 def feature_field(view: str, feature: str) -> bytes:
-    """Feast's hash field for a feature: the first 4 bytes of little-endian murmur3."""
+    """Feast's hash field for a feature: the first 4 bytes of little-endian murmur3 (cached:
+    every online read asks for the same few)."""
     return struct.pack("<Q", mmh3.hash(f"{view}:{feature}", signed=False))[:4]
 
 
@@ -112,8 +116,11 @@ def encode_values(series: pl.Series) -> list[bytes]:
 
 def decode_value(raw: bytes | None, dtype: pl.DataType) -> Any:
     """A ``ValueProto`` back to Python (None for an empty message or a missing field)."""
-    if not raw:
-        return None
+    return value_decoder(dtype_name(dtype))(raw)
+
+
+def _parse_value(raw: bytes) -> Any:
+    """Any ``ValueProto`` through protobuf itself: the general path."""
     from feast.protos.feast.types.Value_pb2 import Value
 
     message = Value()
@@ -123,6 +130,63 @@ def decode_value(raw: bytes | None, dtype: pl.DataType) -> Any:
     if kind == "unix_timestamp_val":
         return datetime.fromtimestamp(value, UTC)
     return value
+
+
+def _signed_varint(raw: bytes, tag: int) -> int | None:
+    """The int64 after ``tag`` when ``raw`` is exactly that one field, else None."""
+    if raw[0] != tag or len(raw) > 11:
+        return None
+    value, shift = 0, 0
+    for i, byte in enumerate(raw[1:], 1):
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            if i != len(raw) - 1:
+                return None
+            return value - (1 << 64) if value >= 1 << 63 else value
+    return None
+
+
+def _fast_decoder(name: str) -> Callable[[bytes], Any]:
+    """Decode the one-field messages ``encode_values`` (and Feast) write for ``name`` without
+    protobuf; anything else (None) goes the general path."""
+    if name in ("Float64", "Float32"):
+        tag, layout, size = (0x29, "<d", 9) if name == "Float64" else (0x35, "<f", 5)
+        return lambda raw: (
+            struct.unpack_from(layout, raw, 1)[0] if raw[0] == tag and len(raw) == size else None
+        )
+    if name == "Boolean":
+        return lambda raw: {b"\x38\x01": True, b"\x38\x00": False}.get(raw)
+    if name in ("Int64", "Int32"):
+        tag = 0x20 if name == "Int64" else 0x18
+        return lambda raw: _signed_varint(raw, tag)
+    if name == "Datetime":
+        return lambda raw: (
+            None if (s := _signed_varint(raw, 0x40)) is None else datetime.fromtimestamp(s, UTC)
+        )
+    if name == "String":
+        return _string_value
+    return lambda raw: None
+
+
+def _string_value(raw: bytes) -> str | None:
+    if raw[0] != 0x12 or len(raw) < 2 or raw[1] & 0x80 or len(raw) != 2 + raw[1]:
+        return None  # not a short string: the general path
+    return raw[2:].decode()
+
+
+@functools.cache
+def value_decoder(name: str) -> Callable[[bytes | None], Any]:
+    """The decoder of stored values of dtype ``name`` (cached: every read uses the same few)."""
+    fast = _fast_decoder(name)
+
+    def decode(raw: bytes | None) -> Any:
+        if not raw:
+            return None
+        value = fast(raw)
+        return _parse_value(raw) if value is None else value
+
+    return decode
 
 
 #: Write one entity's row if it is not older than the stored one (ties: the later write wins).

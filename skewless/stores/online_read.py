@@ -2,11 +2,14 @@
 
 Statuses are Feast's: PRESENT, NULL_VALUE (found, but the value is null), NOT_FOUND (the entity
 has no counted event), OUTSIDE_MAX_AGE (its latest event is older than the view's TTL).
+
+Reads are built without I/O (a ``ViewRead``: the Redis commands, and how their replies become
+rows), so the SDK runs them on a blocking client and the API on an asyncio one, with the same code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +27,16 @@ __all__ = [
     "NULL_VALUE",
     "OUTSIDE_MAX_AGE",
     "PRESENT",
+    "READ_SCRIPT",
     "OnlineRow",
+    "ViewRead",
+    "execute_reads",
+    "feature_view_read",
     "parse_value",
     "read_feature_view",
+    "run_commands",
+    "script_args",
+    "split_replies",
 ]
 
 PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE = "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE"
@@ -39,6 +49,64 @@ class OnlineRow:
     values: dict[str, Any]
     statuses: dict[str, str]
     event_us: int | None
+
+
+@dataclass(frozen=True)
+class ViewRead:
+    """The Redis commands that read some entities of one view, and how their replies become rows."""
+
+    view: str
+    commands: list[tuple[Any, ...]]
+    decode: Callable[[Sequence[Any]], list[OnlineRow]]
+
+
+#: Run read commands and, when ARGV[1] names a stream, log the request (ARGV[2]) with the raw
+#: replies (msgpack) to it, atomically: what was served is exactly what was logged, in one round
+#: trip. ARGV[3:] is the commands, each as its argument count then its arguments. Replies come as
+#: Lua converts them (HGETALL and SUNION as flat arrays, nil as nil), the same for every caller.
+READ_SCRIPT = """
+local replies, i, n = {}, 3, 1
+while i <= #ARGV do
+  local argc = tonumber(ARGV[i])
+  replies[n] = redis.call(unpack(ARGV, i + 1, i + argc))
+  i, n = i + argc + 1, n + 1
+end
+if ARGV[1] ~= '' then
+  redis.call('XADD', ARGV[1], '*', 'h', ARGV[2], 'r', cmsgpack.pack(replies))
+end
+return replies
+"""
+
+
+def script_args(commands: Sequence[tuple[Any, ...]], stream: str = "", header: bytes = b"") -> list[Any]:
+    """READ_SCRIPT's arguments: log to ``stream`` (none when empty) with ``header``, then ``commands``."""
+    args: list[Any] = [stream, header]
+    for command in commands:
+        args.append(len(command))
+        args.extend(command)
+    return args
+
+
+def run_commands(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Run read ``commands`` in one round trip (READ_SCRIPT, not logged); a StoreError if Redis fails."""
+    try:
+        return list(client.register_script(READ_SCRIPT)(args=script_args(commands)))
+    except redis.RedisError as exc:
+        raise StoreError(f"online read failed: {exc}") from exc
+
+
+def execute_reads(client: redis.Redis, reads: Sequence[ViewRead]) -> list[list[OnlineRow]]:
+    """Run ``reads`` in one round trip; rows per read, in order."""
+    return split_replies(reads, run_commands(client, [c for read in reads for c in read.commands]))
+
+
+def split_replies(reads: Sequence[ViewRead], replies: Sequence[Any]) -> list[list[OnlineRow]]:
+    """Each read's rows from the replies of all their commands, run in order."""
+    rows, start = [], 0
+    for read in reads:
+        rows.append(read.decode(replies[start : start + len(read.commands)]))
+        start += len(read.commands)
+    return rows
 
 
 def parse_value(raw: bytes | str | None, dtype: pl.DataType) -> Any:
@@ -65,7 +133,7 @@ def _tiles(granularity_us: int, at_us: int, span_us: int) -> list[int]:
 
 
 def _merge(
-    agg: CompiledAggregation, index: int, hashes: list[dict[bytes, bytes]], members: set[bytes] | None
+    agg: CompiledAggregation, index: int, hashes: list[dict[bytes, bytes]], members: list[bytes] | None
 ) -> Any:
     function = agg.aggregator.function
     if function == "distinct_count":
@@ -95,35 +163,45 @@ def _merge(
     return (min if function == "min" else max)(values, default=None)
 
 
+def feature_view_read(plan: ViewPlan, entities: Sequence[Sequence[Any]], at_us: int) -> ViewRead:
+    """The read of ``plan``'s windowed features for each entity key, as of ``at_us``."""
+    tiles = {g: _tiles(g, at_us, span) for g, span in plan.spans.items()}
+    distinct = [
+        (a, [s for s in tiles[a.granularity_us] if s >= at_us - at_us % a.granularity_us - a.window_us])
+        for a in plan.aggregations
+        if a.aggregator.function == "distinct_count"
+    ]
+    commands: list[tuple[Any, ...]] = []
+    for entity in entities:
+        tag = entity_tag(plan.name, entity)
+        commands.append(("GET", latest_key(tag)))
+        commands.extend(("HGETALL", tile_key(tag, g, s)) for g, starts in tiles.items() for s in starts)
+        commands.extend(("SUNION", *[set_key(tag, a.name, s) for s in starts]) for a, starts in distinct)
+
+    def decode(replies: Sequence[Any]) -> list[OnlineRow]:
+        it = iter(replies)
+        return [_row(plan, tiles, it, at_us) for _ in entities]
+
+    return ViewRead(plan.name, commands, decode)
+
+
 def read_feature_view(
     client: redis.Redis, plan: ViewPlan, entities: Sequence[Sequence[Any]], at_us: int
 ) -> list[OnlineRow]:
     """The windowed features of ``plan`` for each entity key, as of ``at_us``."""
-    pipe = client.pipeline(transaction=False)
-    layout = []
-    for entity in entities:
-        tag = entity_tag(plan.name, entity)
-        pipe.get(latest_key(tag))
-        tiles = {g: _tiles(g, at_us, span) for g, span in plan.spans.items()}
-        for g, starts in tiles.items():
-            for start in starts:
-                pipe.hgetall(tile_key(tag, g, start))
-        for agg in plan.aggregations:
-            if agg.aggregator.function == "distinct_count":
-                low = at_us - at_us % agg.granularity_us - agg.window_us
-                pipe.sunion([set_key(tag, agg.name, s) for s in tiles[agg.granularity_us] if s >= low])
-        layout.append(tiles)
-    try:
-        replies = iter(pipe.execute())
-    except redis.RedisError as exc:
-        raise StoreError(f"view '{plan.name}': online read failed: {exc}") from exc
-    return [_row(plan, tiles, replies, at_us) for tiles in layout]
+    return execute_reads(client, [feature_view_read(plan, entities, at_us)])[0]
+
+
+def _as_dict(flat: list[bytes]) -> dict[bytes, bytes]:
+    """An HGETALL reply (a flat field, value array through a script) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _row(plan: ViewPlan, tiles: dict[int, list[int]], replies: Any, at_us: int) -> OnlineRow:
     latest_raw = next(replies)
     hashes = {
-        g: list(zip(starts, [next(replies) for _ in starts], strict=True)) for g, starts in tiles.items()
+        g: list(zip(starts, [_as_dict(next(replies)) for _ in starts], strict=True))
+        for g, starts in tiles.items()
     }
     sets = {a.name: next(replies) for a in plan.aggregations if a.aggregator.function == "distinct_count"}
     latest = int(latest_raw) if latest_raw is not None else None

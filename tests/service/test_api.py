@@ -4,12 +4,16 @@ Feast's SDK reads, honest statuses, clear 4xx, push, health, metrics, and the se
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import polars as pl
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from skewless.feature_store import FeatureStore
@@ -17,7 +21,9 @@ from skewless.metadata import open_database
 from skewless.repo.feast_store import feast_store
 from skewless.repo.plan import apply_plan, make_plan
 from skewless.service.app import create_app
-from skewless.service.serving_log import LOG_STREAM, drain_serving_log
+from skewless.service.serving_log import LOG_DEAD, LOG_STREAM, drain_serving_log
+from skewless.settings import Settings
+from skewless.stores.redis_connection import _free_port, _redis_server_binary
 
 PLAIN = ["card_profile:credit_limit", "card_profile:country", "card_profile:card_type"]
 
@@ -130,7 +136,7 @@ def test_malformed_json_is_422(client: TestClient) -> None:
 
 def test_every_served_vector_is_logged_and_moved_offline(store: FeatureStore, client: TestClient) -> None:
     cards = _cards(store)[:3]
-    client.post(
+    served = client.post(
         "/get-online-features",
         json={
             "features": ["card_profile:country"],
@@ -144,7 +150,7 @@ def test_every_served_vector_is_logged_and_moved_offline(store: FeatureStore, cl
         json={"features": ["card_activity:count_1h"], "entities": {"card_id": cards[:1]}},
     )
     assert store.redis.xlen(LOG_STREAM) == 2
-    assert drain_serving_log(store.redis, store.settings.repo, "test") == 2
+    assert drain_serving_log(store, "test") == 2
     logged = pl.read_parquet(
         store.settings.repo / "data" / "serving_log" / "**" / "*.parquet", hive_partitioning=False
     )
@@ -152,6 +158,14 @@ def test_every_served_vector_is_logged_and_moved_offline(store: FeatureStore, cl
     first = logged.filter(pl.col("request_id") == "r-1").sort("entity")
     assert [orjson.loads(e)["card_id"] for e in first["entity"]] == sorted(cards)
     assert orjson.loads(first["client_features"][0]) == {"country": "GB"}
+    # The worker decodes the logged replies into exactly the values the API answered.
+    answered = dict(
+        zip(served.json()["results"][0]["values"], served.json()["results"][1]["values"], strict=True)
+    )
+    assert {
+        orjson.loads(e)["card_id"]: orjson.loads(f)["country"]
+        for e, f in zip(first["entity"], first["features"], strict=True)
+    } == answered
     assert orjson.loads(first["versions"][0]) == {"card_profile": store.repo.views["card_profile"].version}
     assert store.redis.xpending(LOG_STREAM, "log-worker")["pending"] == 0
 
@@ -188,26 +202,42 @@ def test_push_health_metrics(store: FeatureStore, client: TestClient) -> None:
     assert 'skewless_ingest_lag{stream="transactions"} 1.0' in metrics
 
 
-def test_redis_down_is_503_and_recovers(
-    store: FeatureStore, client: TestClient, isolated_redis_url: str
-) -> None:
-    import redis
-
-    store._redis = redis.Redis.from_url("redis://127.0.0.1:1/0")  # as if Redis went away
-    response = client.post(
-        "/get-online-features",
-        json={"features": ["card_profile:country"], "entities": {"card_id": ["c000001"]}},
+def _redis_server(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    """A real redis-server of the test's own, so the test can stop it."""
+    server = subprocess.Popen(
+        [_redis_server_binary(), "--port", str(port), "--save", "", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
     )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(redis.RedisError):
+            if redis.Redis(port=port).ping():
+                return server
+        time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+def test_redis_down_is_503_and_recovers(store: FeatureStore, tmp_path: Path) -> None:
+    port = _free_port()
+    server = _redis_server(port, tmp_path)
+    env = {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "SKEWLESS_DATABASE_URL": store.settings.database_url}
+    own = FeatureStore(settings=Settings.load(store.settings.repo, env=env))
+    own.materialize(["card_profile"])
+    client = TestClient(create_app(own, auth=False))
+    request = {"features": ["card_profile:country"], "entities": {"card_id": _cards(own)[:1]}}
+    assert client.post("/get-online-features", json=request).status_code == 200
+    server.kill()
+    server.wait()
+    response = client.post("/get-online-features", json=request)
     assert response.status_code == 503 and "online store unavailable" in response.json()["detail"]
     assert client.get("/health").status_code == 503
-    store._redis = redis.Redis.from_url(isolated_redis_url)  # it came back
-    assert (
-        client.post(
-            "/get-online-features",
-            json={"features": ["card_profile:country"], "entities": {"card_id": ["c000001"]}},
-        ).status_code
-        == 200
-    )
+    server = _redis_server(port, tmp_path)  # it came back (empty): the same app answers again
+    try:
+        recovered = client.post("/get-online-features", json=request)
+        assert recovered.status_code == 200
+        assert recovered.json()["results"][1]["statuses"] == ["NOT_FOUND"]
+    finally:
+        server.kill()
 
 
 def test_api_keys_401_403_and_revocation(store: FeatureStore) -> None:
@@ -276,3 +306,20 @@ def test_http_client_matches_the_in_process_sdk(store: FeatureStore) -> None:
     )
     with pytest.raises(ClientError, match="403: this API key lacks the 'write' scope"):
         client.push("transactions", {"card_id": ["c1"]})
+
+
+def test_a_logged_request_whose_definition_changed_is_kept_with_the_reason(
+    store: FeatureStore, client: TestClient
+) -> None:
+    request = {"features": ["card_profile:country"], "entities": {"card_id": _cards(store)[:1]}}
+    assert client.post("/get-online-features", json=request).status_code == 200
+    definitions = store.settings.repo / "fraud.py"
+    definitions.write_text(definitions.read_text().replace('"country", "card_type"]', '"country"]'))
+    changed = FeatureStore(settings=store.settings)  # the worker restarted on the new definitions
+    assert drain_serving_log(changed, "test") == 1
+    ((_, dead),) = store.redis.xrange(LOG_DEAD)
+    assert (
+        b"definition changed" in dead[b"reason"]
+        and orjson.loads(dead[b"h"])["entities"] == request["entities"]
+    )
+    assert store.redis.xpending(LOG_STREAM, "log-worker")["pending"] == 0
