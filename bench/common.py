@@ -9,6 +9,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,23 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, Python {platform.python_version()}, {platform.system()}"
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, Python {platform.python_version()}, "
+        f"{platform.system()}; speed: {python_speed():.2f} s for 10M Python additions"
+    )
+
+
+def python_speed() -> float:
+    """Seconds for 10M additions in a Python loop (best of 3): machines of one kind differ by 2-3×
+    from day to day here, so absolute numbers from different runs compare only through this."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def prepared_repo(name: str, events: int, cards: int = 20_000) -> Path:

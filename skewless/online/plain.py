@@ -14,6 +14,7 @@ from skewless.stores.feast_format import (
     encode_entity_key,
     encode_timestamp,
     encode_values,
+    entity_key_encoder,
     feature_field,
     order_field,
     ts_field,
@@ -81,31 +82,27 @@ def write_plain_rows(
 def plain_view_read(plan: ViewPlan, project: str, entities: Sequence[Sequence[Any]], at_us: int) -> ViewRead:
     """The read of each entity's latest row, with TTL honoured (OUTSIDE_MAX_AGE), as of ``at_us``."""
     fields = [feature_field(plan.name, f) for f in plan.features] + [order_field(plan.name)]
-    commands: list[tuple[Any, ...]] = [
-        ("HMGET", encode_entity_key(plan.join_keys, list(entity), plan.key_dtypes, project), *fields)
-        for entity in entities
-    ]
+    key = entity_key_encoder(tuple(plan.join_keys), tuple(dtype_name(d) for d in plan.key_dtypes), project)
+    commands: list[tuple[Any, ...]] = [("HMGET", key(entity), *fields) for entity in entities]
+    decoders = [(f, value_decoder(dtype_name(d))) for f, d in plan.features.items()]
+    oldest = None if plan.ttl_us is None else at_us - plan.ttl_us
 
     def decode(replies: Sequence[Any]) -> list[OnlineRow]:
-        if plan.ttl_us is None:
-            return [_row(plan, reply) for reply in replies]
-        return [_row(plan, reply, at_us) for reply in replies]
+        return [_row(decoders, reply, oldest) for reply in replies]
 
     return ViewRead(plan.name, commands, decode)
 
 
-def _row(plan: ViewPlan, reply: list[bytes | None], at_us: int | None = None) -> OnlineRow:
+def _row(
+    decoders: list[tuple[str, Callable[[bytes | None], Any]]], reply: list[bytes | None], oldest: int | None
+) -> OnlineRow:
     *raw, order = reply
     if order is None:
-        return OnlineRow({f: None for f in plan.features}, {f: NOT_FOUND for f in plan.features}, None)
+        return OnlineRow({f: None for f, _ in decoders}, {f: NOT_FOUND for f, _ in decoders}, None)
     event_us = int(order)
-    if at_us is not None and plan.ttl_us is not None and event_us < at_us - plan.ttl_us:
-        return OnlineRow(
-            {f: None for f in plan.features}, {f: OUTSIDE_MAX_AGE for f in plan.features}, event_us
-        )
-    values = {
-        f: value_decoder(dtype_name(plan.features[f]))(r) for f, r in zip(plan.features, raw, strict=True)
-    }
+    if oldest is not None and event_us < oldest:
+        return OnlineRow({f: None for f, _ in decoders}, {f: OUTSIDE_MAX_AGE for f, _ in decoders}, event_us)
+    values = {f: decode(r) for (f, decode), r in zip(decoders, raw, strict=True)}
     return OnlineRow(
         values, {f: PRESENT if v is not None else NULL_VALUE for f, v in values.items()}, event_us
     )

@@ -28,6 +28,7 @@ __all__ = [
     "decode_value",
     "value_decoder",
     "encode_entity_key",
+    "entity_key_encoder",
     "encode_timestamp",
     "encode_values",
     "feature_field",
@@ -52,21 +53,31 @@ def encode_entity_key(
     join_keys: Sequence[str], values: Sequence[Any], dtypes: Sequence[pl.DataType], project: str
 ) -> bytes:
     """Feast's Redis key for one entity (entity key serialization version 3, then the project)."""
-    pairs = sorted(zip(join_keys, values, dtypes, strict=True), key=lambda p: p[0])
-    out = [struct.pack("<I", len(pairs))]
-    for key, _, _ in pairs:
-        raw = key.encode()
-        out += [struct.pack("<II", 2, len(raw)), raw]
-    for _, value, dtype in pairs:
-        name = dtype_name(dtype)
-        raw = (
-            str(value).encode()
-            if name == "String"
-            else struct.pack("<i" if name == "Int32" else "<q", int(value))
-        )
-        out += [struct.pack("<II", _ENTITY_VALUE_TYPES[name], len(raw)), raw]
-    out.append(project.encode())
-    return b"".join(out)
+    return entity_key_encoder(tuple(join_keys), tuple(dtype_name(d) for d in dtypes), project)(values)
+
+
+def _entity_value(name: str) -> Callable[[Any], bytes]:
+    """Length-prefixed bytes of one join-key value of dtype ``name``, as Feast serializes it."""
+    if name == "String":
+        return lambda v: struct.pack("<II", _ENTITY_VALUE_TYPES[name], len(raw := str(v).encode())) + raw
+    layout = "<i" if name == "Int32" else "<q"
+    prefix = struct.pack("<II", _ENTITY_VALUE_TYPES[name], struct.calcsize(layout))
+    return lambda v: prefix + struct.pack(layout, int(v))
+
+
+@functools.cache
+def entity_key_encoder(
+    join_keys: tuple[str, ...], dtype_names: tuple[str, ...], project: str
+) -> Callable[[Sequence[Any]], bytes]:
+    """``encode_entity_key`` for one view's keys, with everything but the values done once
+    (cached: reads encode a key per entity row)."""
+    order = sorted(range(len(join_keys)), key=lambda i: join_keys[i])
+    head = struct.pack("<I", len(order)) + b"".join(
+        struct.pack("<II", 2, len(raw)) + raw for raw in (join_keys[i].encode() for i in order)
+    )
+    encoders = [(i, _entity_value(dtype_names[i])) for i in order]
+    tail = project.encode()
+    return lambda values: b"".join([head, *(encode(values[i]) for i, encode in encoders), tail])
 
 
 @functools.cache
