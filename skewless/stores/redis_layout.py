@@ -18,7 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["APPLY_SCRIPT", "entity_tag", "hwm_key", "latest_key", "seen_key", "set_key", "tile_key"]
+__all__ = [
+    "APPLY_SCRIPT",
+    "entity_tag",
+    "hwm_key",
+    "latest_key",
+    "seen_key",
+    "set_key",
+    "set_key_template",
+    "tile_key",
+    "tile_key_template",
+]
 
 
 def entity_tag(view: str, entity: Sequence[object]) -> str:
@@ -26,12 +36,22 @@ def entity_tag(view: str, entity: Sequence[object]) -> str:
     return "{" + view + "|" + "|".join(str(v) for v in entity) + "}"
 
 
+def tile_key_template(granularity_us: int) -> str:
+    """A tile key with ``{}`` for the tag and the tile start (``str.format``, ``pl.format``)."""
+    return "skl:{}:t:" + str(granularity_us) + ":{}"
+
+
+def set_key_template(aggregation: str) -> str:
+    """A distinct-count set key with ``{}`` for the tag and the tile start."""
+    return "skl:{}:d:" + aggregation + ":{}"
+
+
 def tile_key(tag: str, granularity_us: int, tile_us: int) -> str:
-    return f"skl:{tag}:t:{granularity_us}:{tile_us}"
+    return tile_key_template(granularity_us).format(tag, tile_us)
 
 
 def set_key(tag: str, aggregation: str, tile_us: int) -> str:
-    return f"skl:{tag}:d:{aggregation}:{tile_us}"
+    return set_key_template(aggregation).format(tag, tile_us)
 
 
 def latest_key(tag: str) -> str:

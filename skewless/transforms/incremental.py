@@ -19,12 +19,11 @@ import redis
 from skewless._errors import StoreError
 from skewless.stores.redis_layout import (
     APPLY_SCRIPT,
-    entity_tag,
     hwm_key,
     latest_key,
     seen_key,
-    set_key,
-    tile_key,
+    set_key_template,
+    tile_key_template,
 )
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.events import reject_reasons
@@ -43,28 +42,17 @@ class ApplyResult:
     rejected: pl.DataFrame | None = None
 
 
-def _format(value: Any) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 @dataclass(frozen=True)
 class _Spec:
     """One aggregation's online update, resolved once per plan (kept off the per-event path)."""
 
-    index: int
     name: str
     column: str | None
     granularity_us: int
     horizon_us: int  # a tile is readable until tile start + horizon (longest window + a tile)
+    function: str
     op: str  # the Lua op for the value
     field: str
-    distinct: bool
-    counts_events: bool  # count: adds 1 per event rather than the value
-    count_field: str | None  # mean: also counts its values here
 
 
 def _specs(plan: ViewPlan) -> list[_Spec]:
@@ -84,62 +72,105 @@ def _specs(plan: ViewPlan) -> list[_Spec]:
         }[function]
         horizon = plan.spans[agg.granularity_us] + agg.granularity_us
         field_name = f"a{index}.{part}" if part else (f"a{index}" if function == "last" else "")
-        specs.append(
-            _Spec(
-                index, agg.name, agg.column, agg.granularity_us, horizon, op, field_name,
-                distinct=function == "distinct_count",
-                counts_events=function == "count",
-                count_field=f"a{index}.n" if function == "mean" else None,
-            )
-        )  # fmt: skip
+        specs.append(_Spec(agg.name, agg.column, agg.granularity_us, horizon, function, op, field_name))
     return specs
 
 
-def _ops(
-    plan: ViewPlan, specs: list[_Spec], events: list[dict[str, Any]], now_us: int
-) -> tuple[dict[str, dict[tuple[str, str], Any]], dict[str, int]]:
-    """Tile updates for one entity's events, merged per (key, op, field) — fewer commands, same
-    state — and how long each touched key must live (ms)."""
-    ops: dict[str, dict[tuple[str, str], Any]] = {}
-    ttls: dict[str, int] = {}
-    tag = entity_tag(plan.name, [events[0][k] for k in plan.join_keys])
-    for spec in specs:
-        for event in events:
-            event_us = event["__event_us"]
-            value = event_us if spec.column is None else event[spec.column]
-            if value is None:
-                continue
-            tile = event_us - event_us % spec.granularity_us
-            end = tile + spec.horizon_us
-            if end <= now_us:
-                continue  # no read at or after now can see this tile
-            key = set_key(tag, spec.name, tile) if spec.distinct else tile_key(tag, spec.granularity_us, tile)
-            if key not in ttls:
-                ttls[key] = (end - now_us) // 1000 + 1
-                ops[key] = {}
-            bucket = ops[key]
-            if spec.op.startswith("last"):
-                value = (f"{event_us:020d}|{event['__ingest_us']:020d}|{event['__id']}", value)
-            elif spec.op == "inc":
-                value = 1 if spec.counts_events else int(value)
-            _merge(bucket, spec.op, spec.field, value)
-            if spec.count_field is not None:
-                _merge(bucket, "inc", spec.count_field, 1)
-    return ops, ttls
+def _text(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A value as the script stores it: booleans 1/0, datetimes µs, numbers round-trip exact."""
+    if dtype == pl.Boolean:
+        return pl.when(value).then(pl.lit("1")).otherwise(pl.lit("0"))
+    if isinstance(dtype, pl.Datetime):
+        return value.dt.cast_time_unit("us").cast(pl.Int64).cast(pl.String)
+    return value.cast(pl.String)
 
 
-def _merge(bucket: dict[tuple[str, str], Any], op: str, name: str, item: Any) -> None:
-    current = bucket.get((op, name))
-    if current is None:
-        bucket[(op, name)] = {item} if op == "sadd" else item
-    elif op in ("inc", "incf"):
-        bucket[(op, name)] = current + item
-    elif op.startswith("min"):
-        bucket[(op, name)] = min(current, item)
-    elif op.startswith(("max", "last")):
-        bucket[(op, name)] = max(current, item)
+def _spec_ops(spec: _Spec, events: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
+    """One aggregation's updates of a batch, merged per (group, key): fewer commands, the same
+    state. Columns: __group, key, op, field, value (text), ttl (ms the key must still live)."""
+    value = pl.col("__event_us") if spec.column is None else pl.col(spec.column)
+    dtype = pl.Int64() if spec.column is None else schema[spec.column]
+    tile = pl.col("__event_us") - pl.col("__event_us") % spec.granularity_us
+    rows = (
+        events.filter(value.is_not_null())
+        .with_columns(__tile=tile, __v=value)
+        .filter(pl.col("__tile") + spec.horizon_us > pl.col("__now"))  # else no read can see it
+    )
+    template = set_key_template(spec.name) if spec.op == "sadd" else tile_key_template(spec.granularity_us)
+    key = pl.format(template, "__tag", "__tile")
+    by = ["__group", "__tag", "__tile", "__now"]
+    if spec.op == "sadd":
+        merged = rows.select(*by, _text(pl.col("__v"), dtype).alias("value")).unique()
+        updates = [merged.with_columns(op=pl.lit("sadd"), field=pl.lit(""))]
+    elif spec.op.startswith("last"):
+        order = pl.format(
+            "{}|{}|{}",
+            pl.col("__event_us").cast(pl.String).str.zfill(20),
+            pl.col("__ingest_us").cast(pl.String).str.zfill(20),
+            "__id",
+        )
+        merged = (
+            rows.sort("__event_us", "__ingest_us", "__id", "__v")
+            .group_by(by)
+            .agg(
+                pl.col("__event_us").last(),
+                pl.col("__ingest_us").last(),
+                pl.col("__id").last(),
+                pl.col("__v").last(),
+            )
+        )
+        updates = [
+            merged.select(
+                *by, pl.concat_str([order, _text(pl.col("__v"), dtype)], separator=_SEP).alias("value")
+            ).with_columns(op=pl.lit(spec.op), field=pl.lit(spec.field))
+        ]
     else:
-        current.add(item)
+        part = {
+            "count": pl.len(),
+            # Sequential sums, in arrival order: a parallel sum may round differently on a rerun.
+            "sum": pl.col("__v").cum_sum().last(),
+            "mean": pl.col("__v").cast(pl.Float64).cum_sum().last(),
+            "min": pl.col("__v").min(),
+            "max": pl.col("__v").max(),
+        }[spec.function]
+        merged = rows.group_by(by).agg(part.alias("__part"), pl.len().alias("__n"))
+        # Counts and sums are numbers whatever they add up; min and max keep the input's type.
+        part_text = (
+            _text(pl.col("__part"), dtype)
+            if spec.function in ("min", "max")
+            else pl.col("__part").cast(pl.String)
+        )
+        updates = [
+            merged.select(*by, part_text.alias("value")).with_columns(
+                op=pl.lit(spec.op), field=pl.lit(spec.field)
+            )
+        ]
+        if spec.function == "mean":  # a mean also counts its values
+            updates.append(
+                merged.select(*by, pl.col("__n").cast(pl.String).alias("value")).with_columns(
+                    op=pl.lit("inc"), field=pl.lit(spec.field.removesuffix(".s") + ".n")
+                )
+            )
+    ttl = (pl.col("__tile") + spec.horizon_us - pl.col("__now")) // 1000 + 1
+    return pl.concat(
+        [u.select("__group", key.alias("key"), "op", "field", "value", ttl.alias("ttl")) for u in updates]
+    )
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One APPLY_SCRIPT call: a group of events (an entity's batch, or one event) of one entity."""
+
+    group: str
+    keys: list[str]
+    args: list[Any]
+    events: int
+
+
+def _entity_tag(plan: ViewPlan) -> pl.Expr:
+    """``entity_tag`` as an expression over the join-key columns."""
+    keys = [pl.col(k).cast(pl.String) for k in plan.join_keys]
+    return pl.concat_str([pl.lit("{" + plan.name + "|"), pl.concat_str(keys, separator="|"), pl.lit("}")])
 
 
 class IncrementalExecutor:
@@ -176,52 +207,70 @@ class IncrementalExecutor:
     def _apply_view(self, plan: ViewPlan, counted: pl.DataFrame) -> tuple[int, int]:
         """One script per entity, all pipelined; entities whose batch held an already applied
         id are retried one event at a time, which skips exactly the applied ones."""
-        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-        for row in counted.to_dicts():
-            groups.setdefault(tuple(row[k] for k in plan.join_keys), []).append(row)
-        entities = list(groups.values())
-        results = self._run_all(plan, entities)
-        applied = sum(len(rows) for rows, ok in zip(entities, results, strict=True) if ok)
-        retry = [[row] for rows, ok in zip(entities, results, strict=True) if not ok for row in rows]
-        retried = self._run_all(plan, retry) if retry else []
-        applied += sum(retried)
-        return applied, len(retried) - sum(retried)
+        if not counted.height:
+            return 0, 0
+        tagged = counted.with_columns(__tag=_entity_tag(plan))
+        calls = self._script_calls(plan, tagged.with_columns(__group=pl.col("__tag")))
+        results = self._run_all(plan, calls)
+        applied = sum(call.events for call, ok in zip(calls, results, strict=True) if ok)
+        failed = [call.group for call, ok in zip(calls, results, strict=True) if not ok]
+        if not failed:
+            return applied, 0
+        one_by_one = tagged.filter(pl.col("__tag").is_in(failed)).with_columns(
+            __group=pl.col("__ord").cast(pl.String)
+        )
+        retried = self._run_all(plan, self._script_calls(plan, one_by_one))
+        return applied + sum(retried), len(retried) - sum(retried)
 
-    def _run_all(self, plan: ViewPlan, batches: list[list[dict[str, Any]]]) -> list[bool]:
+    def _run_all(self, plan: ViewPlan, calls: list[_Call]) -> list[bool]:
         pipe = self.client.pipeline(transaction=False)
-        for rows in batches:
-            keys, args = self._script_call(plan, rows)
-            self._apply(keys=keys, args=args, client=pipe)
+        for call in calls:
+            self._apply(keys=call.keys, args=call.args, client=pipe)
         try:
             return [bool(r) for r in pipe.execute()]
         except redis.RedisError as exc:
             raise StoreError(f"view '{plan.name}': online write failed: {exc}") from exc
 
-    def _script_call(self, plan: ViewPlan, rows: list[dict[str, Any]]) -> tuple[list[str], list[Any]]:
+    def _script_calls(self, plan: ViewPlan, events: pl.DataFrame) -> list[_Call]:
+        """APPLY_SCRIPT's keys and arguments for each ``__group`` of events (an entity's batch,
+        or one event), with the group's event count."""
         specs = self._specs.get((plan.name, plan.version))
         if specs is None:
             specs = self._specs[(plan.name, plan.version)] = _specs(plan)
-        now_us = min(r["__ingest_us"] for r in rows)
-        tag = entity_tag(plan.name, [rows[0][k] for k in plan.join_keys])
-        ops, ttls = _ops(plan, specs, rows, now_us)
-        live = sorted(ttls)
-        keys = [seen_key(tag), latest_key(tag), hwm_key(tag), *live]
-        index = {key: i + 1 for i, key in enumerate(keys)}
-        args: list[Any] = [now_us, max(r["__ingest_us"] for r in rows), len(rows)]
-        for row in rows:  # a duplicate is the same id at the same event time (semantics §3)
-            args += [f"{row['__id']}@{row['__event_us']}", row["__event_us"] + plan.lateness_us]
-        args += [max(r["__event_us"] for r in rows), self._latest_ttl_ms(plan)]
-        commands: list[Any] = []
-        for key, bucket in ops.items():
-            for (op, name), item in bucket.items():
-                for value in sorted(item) if op == "sadd" else [item]:
-                    encoded = (
-                        f"{value[0]}{_SEP}{_format(value[1])}" if op.startswith("last") else _format(value)
-                    )
-                    commands += [index[key], op, name, encoded]
-        args += [len(commands) // 4, *commands]
-        args += [len(live), *[x for key in live for x in (index[key], ttls[key])]]
-        return keys, args
+        frame = events.lazy().with_columns(__now=pl.col("__ingest_us").min().over("__group"))
+        groups = (
+            frame.group_by("__group", maintain_order=True)
+            .agg(
+                pl.col("__tag").first(),
+                pl.col("__now").first(),
+                pl.col("__ingest_us").max().alias("__max_ingest"),
+                pl.format("{}@{}", "__id", "__event_us").alias("__ids"),
+                (pl.col("__event_us") + plan.lateness_us).alias("__deadlines"),
+                pl.col("__event_us").max().alias("__latest"),
+            )
+            .collect()
+        )
+        ops = pl.concat([_spec_ops(spec, frame, events.schema) for spec in specs]).collect()
+        by_group: dict[str, list[tuple[str, str, str, str, int]]] = {}
+        for row in ops.sort("key", "op", "field", "value").iter_rows():
+            by_group.setdefault(row[0], []).append(row[1:])
+        latest_ttl = self._latest_ttl_ms(plan)
+        calls = []
+        for group, tag, now, max_ingest, ids, deadlines, latest in groups.iter_rows():
+            updates = by_group.get(group, [])
+            live = sorted({u[0] for u in updates})
+            keys = [seen_key(tag), latest_key(tag), hwm_key(tag), *live]
+            index = {key: i + 1 for i, key in enumerate(keys)}
+            args: list[Any] = [now, max_ingest, len(ids)]
+            for event_id, deadline in zip(ids, deadlines, strict=True):  # a duplicate: same id, same time
+                args += [event_id, deadline]
+            args += [latest, latest_ttl, len(updates)]
+            for key, op, field_name, value, _ in updates:
+                args += [index[key], op, field_name, value]
+            ttls = {u[0]: u[4] for u in updates}
+            args += [len(live), *[x for key in live for x in (index[key], ttls[key])]]
+            calls.append(_Call(group, keys, args, len(ids)))
+        return calls
 
     @staticmethod
     def _latest_ttl_ms(plan: ViewPlan) -> int:
