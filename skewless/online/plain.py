@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,7 +12,6 @@ import redis
 from skewless._errors import StoreError
 from skewless.stores.feast_format import (
     WRITE_SCRIPT,
-    encode_entity_key,
     encode_timestamp,
     encode_values,
     entity_key_encoder,
@@ -51,27 +51,26 @@ def write_plain_rows(
     a full materialization, which computed the latest rows itself, overwrites directly.
     """
     names = [feature_field(plan.name, f) for f in plan.features]
-    columns = [encode_values(rows[f]) for f in plan.features]
-    keys = [
-        encode_entity_key(plan.join_keys, list(k), plan.key_dtypes, project)
-        for k in rows.select(plan.join_keys).iter_rows()
-    ]
+    key = entity_key_encoder(tuple(plan.join_keys), tuple(dtype_name(d) for d in plan.key_dtypes), project)
+    keys = [key(k) for k in rows.select(plan.join_keys).iter_rows()]
     event_us = rows["__event_us"].to_list()
     ts, order = ts_field(plan.name), order_field(plan.name)
-    script = client.register_script(WRITE_SCRIPT)
+    values = zip(*[encode_values(rows[f]) for f in plan.features], strict=True)
+    commands = []
+    sha = client.script_load(WRITE_SCRIPT) if newer_only else ""
+    for entity, row, event in zip(keys, values, event_us, strict=True):
+        fields = [*itertools.chain.from_iterable(zip(names, row, strict=True)), ts, encode_timestamp(event)]
+        commands.append(
+            ("EVALSHA", sha, 1, entity, order, event, *fields)
+            if newer_only
+            else ("HSET", entity, *fields, order, event)
+        )
     written = 0
     try:
-        for start in range(0, rows.height, _BATCH):
+        for start in range(0, len(commands), _BATCH):
             pipe = client.pipeline(transaction=False)
-            for i in range(start, min(start + _BATCH, rows.height)):
-                mapping: dict[bytes, Any] = dict(zip(names, (c[i] for c in columns), strict=True))
-                mapping[ts] = encode_timestamp(event_us[i])
-                if newer_only:
-                    flat = [x for pair in mapping.items() for x in pair]
-                    script(keys=[keys[i]], args=[order, event_us[i], *flat], client=pipe)
-                else:
-                    mapping[order] = event_us[i]
-                    pipe.hset(keys[i], mapping=mapping)
+            for command in commands[start : start + _BATCH]:
+                pipe.execute_command(*command)
             written += len(pipe.execute())
             on_batch(written)
     except redis.RedisError as exc:
