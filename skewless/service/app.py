@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import time
 import uuid
 from datetime import UTC, datetime
@@ -376,4 +377,8 @@ def create_app_from_env() -> FastAPI:
     SKEWLESS_AUTH=off serves without API keys (the demo)."""
     import os
 
-    return create_app(FeatureStore(), auth=os.environ.get("SKEWLESS_AUTH", "on") != "off")
+    app = create_app(FeatureStore(), auth=os.environ.get("SKEWLESS_AUTH", "on") != "off")
+    # Everything loaded so far (Feast, polars, the repo) lives as long as the worker: keep it out
+    # of the garbage collector's full passes, whose pauses otherwise show up as latency spikes.
+    gc.freeze()
+    return app
