@@ -28,7 +28,9 @@ class DistinctCount(Aggregator):
         self.values: set[Any] = set()
 
     def sql(self, value: str, where: str) -> str:
-        return f"count(DISTINCT {value}) FILTER (WHERE {where})"
+        # Not count(DISTINCT): DuckDB's distinct aggregates cost about half of the training-set
+        # query (measured: 2.3 s against 1.75 s with this and Last's arg_max, 100k rows).
+        return f"list_unique(list({value}) FILTER (WHERE {where}))"
 
     def update(self, value: Any, order: OrderKey) -> None:
         if value is not None:

@@ -28,8 +28,9 @@ class Last(Aggregator):
         self.key: tuple[Any, ...] | None = None
 
     def sql(self, value: str, where: str) -> str:
-        # ORDER BY inside the aggregate is the (event, ingest, id, value) ordering of the docs.
-        return f"last({value} ORDER BY __order, {value}) FILTER (WHERE {where} AND {value} IS NOT NULL)"
+        # The greatest (event, ingest, id, value), the ordering of the docs; arg_max rather than an
+        # ordered aggregate, which sorts every group.
+        return f"arg_max({value}, struct_pack(o := __order, v := {value})) FILTER (WHERE {where} AND {value} IS NOT NULL)"
 
     def update(self, value: Any, order: OrderKey) -> None:
         if value is not None and (self.key is None or (*order, value) > self.key):
