@@ -9,6 +9,7 @@ rows), so the SDK runs them on a blocking client and the API on an asyncio one, 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,14 +63,21 @@ class ViewRead:
 
 #: Run read commands and, when ARGV[1] names a stream, log the request (ARGV[2]) with the raw
 #: replies (msgpack) to it, atomically: what was served is exactly what was logged, in one round
-#: trip. ARGV[3:] is the commands, each as its argument count then its arguments. Replies come as
-#: Lua converts them (HGETALL and SUNION as flat arrays, nil as nil), the same for every caller.
+#: trip. ARGV[3:] is the commands in runs that differ only in their first argument (one HMGET per
+#: entity with the same fields): name, count and values of the shared trailing arguments, then
+#: count and values of the first arguments. Replies come as Lua converts them (HGETALL and SUNION
+#: as flat arrays, nil as nil), in command order, the same for every caller.
 READ_SCRIPT = """
 local replies, i, n = {}, 3, 1
 while i <= #ARGV do
-  local argc = tonumber(ARGV[i])
-  replies[n] = redis.call(unpack(ARGV, i + 1, i + argc))
-  i, n = i + argc + 1, n + 1
+  local name, n_shared = ARGV[i], tonumber(ARGV[i + 1])
+  local shared = {unpack(ARGV, i + 2, i + 1 + n_shared)}
+  local k = i + 2 + n_shared
+  for j = k + 1, k + tonumber(ARGV[k]) do
+    replies[n] = redis.call(name, ARGV[j], unpack(shared))
+    n = n + 1
+  end
+  i = k + tonumber(ARGV[k]) + 1
 end
 if ARGV[1] ~= '' then
   redis.call('XADD', ARGV[1], '*', 'h', ARGV[2], 'r', cmsgpack.pack(replies))
@@ -79,11 +87,13 @@ return replies
 
 
 def script_args(commands: Sequence[tuple[Any, ...]], stream: str = "", header: bytes = b"") -> list[Any]:
-    """READ_SCRIPT's arguments: log to ``stream`` (none when empty) with ``header``, then ``commands``."""
+    """READ_SCRIPT's arguments: log to ``stream`` (none when empty) with ``header``, then
+    ``commands`` (each a name, a first argument, then the rest) grouped in runs that share the
+    name and the rest, so a hundred entities' HMGETs send their fields once."""
     args: list[Any] = [stream, header]
-    for command in commands:
-        args.append(len(command))
-        args.extend(command)
+    for (name, *rest), run in itertools.groupby(commands, key=lambda c: (c[0], *c[2:])):
+        firsts = [command[1] for command in run]
+        args += [name, len(rest), *rest, len(firsts), *firsts]
     return args
 
 
