@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ import redis
 from skewless._errors import StoreError
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.dtypes import dtype_name
-from skewless.transforms.incremental import IncrementalExecutor
+from skewless.transforms.incremental import IncrementalExecutor, PreparedBatch
 from skewless.transforms.sources import EventSource
 
 __all__ = ["GROUP", "IngestStats", "StreamIngestor", "dead_letter_stream", "parse_entries"]
@@ -104,6 +105,16 @@ class IngestStats:
     last_lag: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """Entries read from one source's stream, parsed and prepared, not yet written."""
+
+    source: EventSource
+    entries: list[tuple[bytes, dict[bytes, bytes]]]
+    bad: list[tuple[bytes, dict[bytes, bytes], str]]
+    prepared: PreparedBatch | None
+
+
 class StreamIngestor:
     """Consumes the streams of some sources into Redis state and the offline history."""
 
@@ -138,26 +149,42 @@ class StreamIngestor:
                 raise StoreError(f"cannot create consumer group on stream '{stream}': {exc}") from exc
 
     def run(self, *, until: Callable[[], bool] = lambda: False) -> IngestStats:
-        """Consume until ``until()`` is true (a signal handler, a test, a deadline)."""
-        while not until():
-            self.step()
+        """Consume until ``until()`` is true (a signal handler, a test, a deadline).
+
+        Two stages: while one batch is written to Redis and acknowledged (a writer thread),
+        the next is read, parsed, landed offline and prepared. Writes and acks keep their order,
+        and a failed write stops the loop with its error: nothing is acknowledged unwritten."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="skewless-writer") as writer:
+            in_flight: Future[None] | None = None
+            while not until():
+                for source, plans in self.sources.values():
+                    # This consumer's unacknowledged entries include the batch being written.
+                    batch = self._prepare(source, plans, own_pending=in_flight is None)
+                    if in_flight is not None:
+                        in_flight.result()
+                    in_flight = writer.submit(self._finish, batch) if batch else None
+            if in_flight is not None:
+                in_flight.result()
         return self.stats
 
     def step(self) -> int:
-        """Read, apply and acknowledge one batch per source. First come entries this consumer
-        read but never acknowledged, then entries another consumer left unacknowledged for longer
-        than ``claim_idle_ms`` (it died), then new ones."""
+        """Read, apply and acknowledge one batch per source, without overlap (tests, tools)."""
         handled = 0
         for source, plans in self.sources.values():
-            entries = self._next_entries(str(source.stream))
-            if entries:
-                handled += self._handle(source, plans, entries)
+            batch = self._prepare(source, plans)
+            if batch is not None:
+                self._finish(batch)
+                handled += len(batch.entries)
         return handled
 
-    def _next_entries(self, stream: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        reply = self.client.xreadgroup(GROUP, self.consumer, {stream: "0"}, count=self.batch_size)
-        if reply and reply[0][1]:
-            return list(reply[0][1])
+    def _next_entries(self, stream: str, *, own_pending: bool) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """First entries this consumer read but never acknowledged (when ``own_pending``), then
+        entries another consumer left unacknowledged for longer than ``claim_idle_ms`` (it died),
+        then new ones."""
+        if own_pending:
+            reply = self.client.xreadgroup(GROUP, self.consumer, {stream: "0"}, count=self.batch_size)
+            if reply and reply[0][1]:
+                return list(reply[0][1])
         claimed = self.client.xautoclaim(
             stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch_size
         )
@@ -168,33 +195,41 @@ class StreamIngestor:
         )
         return list(reply[0][1]) if reply else []
 
-    def _handle(
-        self, source: EventSource, plans: list[ViewPlan], entries: list[tuple[bytes, dict[bytes, bytes]]]
-    ) -> int:
-        stream = str(source.stream)
+    def _prepare(
+        self, source: EventSource, plans: list[ViewPlan], *, own_pending: bool = True
+    ) -> _Batch | None:
+        """The next batch of ``source``: read, parsed, landed offline, its writes prepared."""
+        entries = self._next_entries(str(source.stream), own_pending=own_pending)
+        if not entries:
+            return None
         frame, bad = parse_entries(source, entries, first_ord=_entry_ord(entries[0][0]))
         self._land_offline(source, frame)
-        result = self.executor.apply(plans, frame) if frame.height else None
+        prepared = self.executor.prepare(plans, frame) if frame.height else None
+        return _Batch(source, entries, bad, prepared)
+
+    def _finish(self, batch: _Batch) -> None:
+        """Write the batch, dead-letter what does not count, then acknowledge it."""
+        stream = str(batch.source.stream)
+        result = self.executor.run(batch.prepared) if batch.prepared is not None else None
         pipe = self.client.pipeline(transaction=False)
-        for entry_id, raw, reason in bad:
+        for entry_id, raw, reason in batch.bad:
             pipe.xadd(dead_letter_stream(stream), {**raw, b"__reason": reason.encode(), b"__entry": entry_id})
         if result is not None and result.rejected is not None:
             for row in result.rejected.iter_rows(named=True):
                 pipe.xadd(
                     dead_letter_stream(stream),
-                    {**_as_fields(source, row), "__reason": row["__reason"], "__entry": row["__id"]},
+                    {**_as_fields(batch.source, row), "__reason": row["__reason"], "__entry": row["__id"]},
                 )
-        pipe.xack(stream, GROUP, *[entry_id for entry_id, _ in entries])
+        pipe.xack(stream, GROUP, *[entry_id for entry_id, _ in batch.entries])
         pipe.execute()
         self.stats.batches += 1
-        self.stats.events += len(entries)
-        self.stats.dead_lettered += len(bad) + (
+        self.stats.events += len(batch.entries)
+        self.stats.dead_lettered += len(batch.bad) + (
             result.rejected.height if result and result.rejected is not None else 0
         )
         if result is not None:
             self.stats.applied += max(result.applied.values(), default=0)
             self.stats.duplicates += result.duplicates
-        return len(entries)
 
     def _land_offline(self, source: EventSource, frame: pl.DataFrame) -> None:
         """Append the batch to the source's offline stream history, with its ingest time.

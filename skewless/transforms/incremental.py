@@ -28,7 +28,7 @@ from skewless.stores.redis_layout import (
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.events import reject_reasons
 
-__all__ = ["ApplyResult", "IncrementalExecutor"]
+__all__ = ["ApplyResult", "IncrementalExecutor", "PreparedBatch"]
 
 _SEP = "\x1f"
 
@@ -158,6 +158,23 @@ def _spec_ops(spec: _Spec, events: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFr
 
 
 @dataclass(frozen=True)
+class _PreparedView:
+    plan: ViewPlan
+    events: pl.DataFrame  # the counted, transformed events, tagged with their entity
+    calls: list[_Call]
+    duplicates: int  # copies of an event already in this batch
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch ready to write (``IncrementalExecutor.prepare``); ``rejected``: events that do not
+    count, with their reason."""
+
+    views: list[_PreparedView]
+    rejected: pl.DataFrame | None
+
+
+@dataclass(frozen=True)
 class _Call:
     """One APPLY_SCRIPT call: a group of events (an entity's batch, or one event) of one entity."""
 
@@ -184,8 +201,13 @@ class IncrementalExecutor:
     def apply(self, plans: Sequence[ViewPlan], events: pl.DataFrame) -> ApplyResult:
         """Apply ``events`` (the source's columns plus ``__ingest_us`` and ``__ord``, in arrival
         order) to every view in ``plans``; return counts and the rejected events with reasons."""
-        result = ApplyResult()
-        rejected = []
+        return self.run(self.prepare(plans, events))
+
+    def prepare(self, plans: Sequence[ViewPlan], events: pl.DataFrame) -> PreparedBatch:
+        """Everything ``apply`` computes before it writes (no I/O): which events count, the
+        transform, every entity's script call. ``skewless ingest`` prepares the next batch while
+        the previous one is written."""
+        views, rejected = [], []
         for plan in plans:
             frame = reject_reasons(plan, events)
             rejected.append(frame.filter(pl.col("__reason").is_not_null()))
@@ -195,32 +217,33 @@ class IncrementalExecutor:
             )
             if plan.transform is not None:
                 counted = plan.transform(counted)
-            applied, duplicates = self._apply_view(plan, counted)
-            result.applied[plan.name] = applied
-            # An event is one duplicate however many views read it.
-            result.duplicates = max(
-                result.duplicates, duplicates + (frame.height - rejected[-1].height - counted.height)
+            tagged = counted.with_columns(__tag=_entity_tag(plan))
+            calls = self._script_calls(plan, tagged.with_columns(__group=pl.col("__tag")))
+            views.append(
+                _PreparedView(plan, tagged, calls, frame.height - rejected[-1].height - counted.height)
             )
-        result.rejected = pl.concat(rejected).unique(["__ord"], maintain_order=True) if rejected else None
-        return result
+        rejected_events = pl.concat(rejected).unique(["__ord"], maintain_order=True) if rejected else None
+        return PreparedBatch(views, rejected_events)
 
-    def _apply_view(self, plan: ViewPlan, counted: pl.DataFrame) -> tuple[int, int]:
-        """One script per entity, all pipelined; entities whose batch held an already applied
-        id are retried one event at a time, which skips exactly the applied ones."""
-        if not counted.height:
-            return 0, 0
-        tagged = counted.with_columns(__tag=_entity_tag(plan))
-        calls = self._script_calls(plan, tagged.with_columns(__group=pl.col("__tag")))
-        results = self._run_all(plan, calls)
-        applied = sum(call.events for call, ok in zip(calls, results, strict=True) if ok)
-        failed = [call.group for call, ok in zip(calls, results, strict=True) if not ok]
-        if not failed:
-            return applied, 0
-        one_by_one = tagged.filter(pl.col("__tag").is_in(failed)).with_columns(
-            __group=pl.col("__ord").cast(pl.String)
-        )
-        retried = self._run_all(plan, self._script_calls(plan, one_by_one))
-        return applied + sum(retried), len(retried) - sum(retried)
+    def run(self, batch: PreparedBatch) -> ApplyResult:
+        """Write a prepared batch: one script per entity, all pipelined; entities whose batch
+        held an already applied id are retried one event at a time, which skips exactly the
+        applied ones."""
+        result = ApplyResult(rejected=batch.rejected)
+        for view in batch.views:
+            results = self._run_all(view.plan, view.calls)
+            applied = sum(call.events for call, ok in zip(view.calls, results, strict=True) if ok)
+            failed = [call.group for call, ok in zip(view.calls, results, strict=True) if not ok]
+            retried: list[bool] = []
+            if failed:
+                one_by_one = view.events.filter(pl.col("__tag").is_in(failed)).with_columns(
+                    __group=pl.col("__ord").cast(pl.String)
+                )
+                retried = self._run_all(view.plan, self._script_calls(view.plan, one_by_one))
+            result.applied[view.plan.name] = applied + sum(retried)
+            # An event is one duplicate however many views read it.
+            result.duplicates = max(result.duplicates, view.duplicates + len(retried) - sum(retried))
+        return result
 
     def _run_all(self, plan: ViewPlan, calls: list[_Call]) -> list[bool]:
         pipe = self.client.pipeline(transaction=False)
