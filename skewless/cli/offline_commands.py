@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from skewless._errors import ConfigError
 from skewless.cli._common import RepoOption, console, err_console
@@ -57,7 +57,7 @@ def backfill(
         TimeElapsedColumn(),
         console=err_console,
     ) as progress:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def on_day(view: str, day: datetime, rows: int, days: int) -> None:
             if view not in tasks:

@@ -6,7 +6,7 @@ import time
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from skewless.cli._common import RepoOption, console, err_console, stop_requested
 from skewless.feature_store import FeatureStore
@@ -35,7 +35,7 @@ def materialize(
         TimeElapsedColumn(),
         console=err_console,
     ) as progress:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def on_progress(view: str, done: int, total: int) -> None:
             if view not in tasks:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -92,6 +93,10 @@ def keys_create(
     )
 
 
+def _stamp(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else ""
+
+
 @keys_app.command("list")
 def keys_list(repo: RepoOption = None) -> None:
     """List keys: prefix, name, scopes, created, last used, revoked."""
@@ -101,14 +106,13 @@ def keys_list(repo: RepoOption = None) -> None:
 
     table = Table("prefix", "name", "scopes", "created", "last used", "revoked")
     for row in ApiKeys(FeatureStore(settings=Settings.load(repo)).database).list():
-        stamp = lambda t: f"{t:%Y-%m-%d %H:%M}" if t else ""  # noqa: E731
         table.add_row(
             row.prefix,
             row.name,
             ",".join(row.scopes),
-            stamp(row.created_at),
-            stamp(row.last_used_at),
-            stamp(row.revoked_at),
+            _stamp(row.created_at),
+            _stamp(row.last_used_at),
+            _stamp(row.revoked_at),
         )
     console.print(table)
 

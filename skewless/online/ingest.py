@@ -89,7 +89,9 @@ def parse_entries(
         row["__ord"] = first_ord + position
         row["__id"] = entry_id.decode()
         good.append(row)
-    schema = {**source.columns, "__ingest_us": pl.Int64, "__ord": pl.Int64, "__id": pl.String}
+    schema = pl.Schema(
+        {**source.columns, "__ingest_us": pl.Int64(), "__ord": pl.Int64(), "__id": pl.String()}
+    )
     return pl.DataFrame(good, schema=schema), bad
 
 

@@ -33,16 +33,18 @@ LOG_STREAM = "skewless:serving_log"
 LOG_DEAD = f"{LOG_STREAM}:dead"
 LOG_GROUP = "log-worker"
 
-_SCHEMA = {
-    "entry_id": pl.String,
-    "request_id": pl.String,
-    "request_time": pl.Datetime("us", "UTC"),
-    "entity": pl.String,
-    "features": pl.String,
-    "statuses": pl.String,
-    "versions": pl.String,
-    "client_features": pl.String,
-}
+_SCHEMA = pl.Schema(
+    {
+        "entry_id": pl.String(),
+        "request_id": pl.String(),
+        "request_time": pl.Datetime("us", "UTC"),
+        "entity": pl.String(),
+        "features": pl.String(),
+        "statuses": pl.String(),
+        "versions": pl.String(),
+        "client_features": pl.String(),
+    }
+)
 
 
 def log_header(

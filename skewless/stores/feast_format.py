@@ -137,10 +137,10 @@ def _parse_value(raw: bytes) -> Any:
     message = Value()
     message.ParseFromString(raw)
     kind = message.WhichOneof("val")
-    value = getattr(message, kind) if kind else None
-    if kind == "unix_timestamp_val":
-        return datetime.fromtimestamp(value, UTC)
-    return value
+    if kind is None:
+        return None
+    value = getattr(message, kind)
+    return datetime.fromtimestamp(value, UTC) if kind == "unix_timestamp_val" else value
 
 
 def _signed_varint(raw: bytes, tag: int) -> int | None:

@@ -156,7 +156,7 @@ def _merge(
                 if f"a{index}.o".encode() in h
             ),
             default=None,
-            key=lambda p: (p[0], parse_value(p[1], agg.input_dtype)),
+            key=lambda p: (p[0], parse_value(p[1], agg.dtype)),  # last keeps its input's type
         )
         return None if best is None else parse_value(best[1], agg.dtype)
     part = {"count": "n", "sum": "s", "mean": "s", "min": "m", "max": "m"}[function]
