@@ -142,35 +142,33 @@ def _tiles(granularity_us: int, at_us: int, span_us: int) -> list[int]:
     return list(range(current - span_us, current + 1, granularity_us))
 
 
+def _parts(agg: CompiledAggregation, index: int, tile: dict[bytes, bytes]) -> dict[str, Any]:
+    """One aggregation's parts in a tile hash (fields ``a<index>.<part>``), parsed."""
+    types = {
+        "n": pl.Int64(),
+        "s": pl.Float64() if agg.aggregator.function == "mean" else agg.dtype,
+        "m": agg.dtype,
+        "o": pl.String(),
+        "v": agg.dtype,  # last keeps its input's type
+    }
+    prefix = f"a{index}."
+    return {
+        part: parse_value(raw, types[part])
+        for field, raw in tile.items()
+        if (name := field.decode()).startswith(prefix) and (part := name[len(prefix) :]) in types
+    }
+
+
 def _merge(
-    agg: CompiledAggregation, index: int, hashes: list[dict[bytes, bytes]], members: list[bytes] | None
+    agg: CompiledAggregation, index: int, tiles: list[dict[bytes, bytes]], members: list[bytes] | None
 ) -> Any:
-    function = agg.aggregator.function
-    if function == "distinct_count":
-        return len(members or ())
-    if function == "last":
-        best = max(
-            (
-                (h[f"a{index}.o".encode()], h[f"a{index}.v".encode()])
-                for h in hashes
-                if f"a{index}.o".encode() in h
-            ),
-            default=None,
-            key=lambda p: (p[0], parse_value(p[1], agg.dtype)),  # last keeps its input's type
-        )
-        return None if best is None else parse_value(best[1], agg.dtype)
-    part = {"count": "n", "sum": "s", "mean": "s", "min": "m", "max": "m"}[function]
-    values = [
-        parse_value(h[f"a{index}.{part}".encode()], agg.dtype if function != "mean" else pl.Float64())
-        for h in hashes
-        if f"a{index}.{part}".encode() in h
-    ]
-    if function in ("count", "sum"):
-        return sum(values) if values else agg.aggregator.empty
-    if function == "mean":
-        count = sum(int(h[f"a{index}.n".encode()]) for h in hashes if f"a{index}.n".encode() in h)
-        return sum(values) / count if count else None
-    return (min if function == "min" else max)(values, default=None)
+    """The aggregation over the tiles in range, merged by its own class's rule."""
+    if agg.aggregator.function == "distinct_count":
+        return agg.aggregator().load({"d": members or ()}).get()
+    state = agg.aggregator()
+    for tile in tiles:
+        state.merge(agg.aggregator().load(_parts(agg, index, tile)))
+    return state.get()
 
 
 def feature_view_read(plan: ViewPlan, entities: Sequence[Sequence[Any]], at_us: int) -> ViewRead:

@@ -9,6 +9,7 @@ constructor; state lives apart and ``clone()`` returns a fresh one.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 __all__ = ["Aggregator", "OrderKey"]
@@ -44,6 +45,12 @@ class Aggregator(ABC):
     @abstractmethod
     def get(self) -> Any:
         """The current result."""
+
+    @abstractmethod
+    def load(self, parts: Mapping[str, Any]) -> Self:
+        """Take the state of one tile as the online store keeps it, parsed: ``n`` count, ``s``
+        sum, ``m`` min or max, ``o``/``v`` order and value of ``last``, ``d`` distinct values
+        (absent parts: nothing counted). Returns self, so reads merge tiles with ``merge``."""
 
     def clone(self) -> Self:
         """A new, empty state of the same function."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Self
 
 from skewless.transforms.aggregations.base import Aggregator, OrderKey
@@ -42,3 +43,7 @@ class Count(Aggregator):
 
     def get(self) -> int:
         return self.n
+
+    def load(self, parts: Mapping[str, Any]) -> Self:
+        self.n = parts.get("n", 0)
+        return self

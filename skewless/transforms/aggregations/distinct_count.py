@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Self
 
 from skewless.transforms.aggregations.base import Aggregator, OrderKey
@@ -41,3 +42,7 @@ class DistinctCount(Aggregator):
 
     def get(self) -> int:
         return len(self.values)
+
+    def load(self, parts: Mapping[str, Any]) -> Self:
+        self.values = set(parts.get("d", ()))
+        return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 from skewless.transforms.aggregations.base import Aggregator, OrderKey
@@ -29,6 +30,10 @@ class _Extremum(Aggregator):
 
     def get(self) -> Any:
         return self.value
+
+    def load(self, parts: Mapping[str, Any]) -> Self:
+        self.value = parts.get("m")
+        return self
 
 
 class Min(_Extremum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Self
 
 from skewless.transforms.aggregations.base import Aggregator, OrderKey
@@ -42,3 +43,9 @@ class Last(Aggregator):
 
     def get(self) -> Any:
         return None if self.key is None else self.key[-1]
+
+    def load(self, parts: Mapping[str, Any]) -> Self:
+        if parts.get("o") is not None:  # "event µs|ingest µs|id", as the incremental executor writes it
+            event_us, ingest_us, event_id = parts["o"].split("|", 2)
+            self.key = (int(event_us), int(ingest_us), event_id, parts["v"])
+        return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Self
 
 from skewless.transforms.aggregations.base import Aggregator, OrderKey
@@ -47,3 +48,7 @@ class Mean(Aggregator):
 
     def get(self) -> float | None:
         return self.total / self.n if self.n else None
+
+    def load(self, parts: Mapping[str, Any]) -> Self:
+        self.total, self.n = parts.get("s", 0.0), parts.get("n", 0)
+        return self

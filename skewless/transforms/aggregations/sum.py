@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Self
 
 from skewless.transforms.aggregations.base import Aggregator, OrderKey
@@ -44,3 +45,7 @@ class Sum(Aggregator):
 
     def get(self) -> int | float:
         return self.total
+
+    def load(self, parts: Mapping[str, Any]) -> Self:
+        self.total = parts.get("s", 0)
+        return self
