@@ -36,6 +36,11 @@ __all__ = ["plain_view_read", "write_plain_rows"]
 _BATCH = 5_000
 
 
+def _key_encoder(plan: ViewPlan, project: str) -> Callable[[Sequence[Any]], bytes]:
+    """Feast's Redis key of one entity of ``plan`` (for writes and reads alike)."""
+    return entity_key_encoder(tuple(plan.join_keys), tuple(dtype_name(d) for d in plan.key_dtypes), project)
+
+
 def write_plain_rows(
     client: redis.Redis,
     plan: ViewPlan,
@@ -51,7 +56,7 @@ def write_plain_rows(
     a full materialization, which computed the latest rows itself, overwrites directly.
     """
     names = [feature_field(plan.name, f) for f in plan.features]
-    key = entity_key_encoder(tuple(plan.join_keys), tuple(dtype_name(d) for d in plan.key_dtypes), project)
+    key = _key_encoder(plan, project)
     keys = [key(k) for k in rows.select(plan.join_keys).iter_rows()]
     event_us = rows["__event_us"].to_list()
     ts, order = ts_field(plan.name), order_field(plan.name)
@@ -81,7 +86,7 @@ def write_plain_rows(
 def plain_view_read(plan: ViewPlan, project: str, entities: Sequence[Sequence[Any]], at_us: int) -> ViewRead:
     """The read of each entity's latest row, with TTL honoured (OUTSIDE_MAX_AGE), as of ``at_us``."""
     fields = [feature_field(plan.name, f) for f in plan.features] + [order_field(plan.name)]
-    key = entity_key_encoder(tuple(plan.join_keys), tuple(dtype_name(d) for d in plan.key_dtypes), project)
+    key = _key_encoder(plan, project)
     commands: list[tuple[Any, ...]] = [("HMGET", key(entity), *fields) for entity in entities]
     decoders = [(f, value_decoder(dtype_name(d))) for f, d in plan.features.items()]
     oldest = None if plan.ttl_us is None else at_us - plan.ttl_us

@@ -151,12 +151,8 @@ def _parts(agg: CompiledAggregation, index: int, tile: dict[bytes, bytes]) -> di
         "o": pl.String(),
         "v": agg.dtype,  # last keeps its input's type
     }
-    prefix = f"a{index}."
-    return {
-        part: parse_value(raw, types[part])
-        for field, raw in tile.items()
-        if (name := field.decode()).startswith(prefix) and (part := name[len(prefix) :]) in types
-    }
+    fields = {part: tile.get(f"a{index}.{part}".encode()) for part in types}
+    return {part: parse_value(raw, types[part]) for part, raw in fields.items() if raw is not None}
 
 
 def _merge(
