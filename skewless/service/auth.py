@@ -12,15 +12,17 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from skewless._errors import ConfigError
 from skewless.metadata import Database
 from skewless.metadata.models import ApiKey, utcnow
 
-__all__ = ["SCOPES", "ApiKeys", "AuthError"]
+__all__ = ["SCOPES", "ApiKeys", "AuthError", "request_key"]
 
 SCOPES = ("read", "write", "admin")
 
@@ -37,6 +39,14 @@ class AuthError(Exception):
 class _Cached:
     scopes: frozenset[str]
     until: float
+
+
+def request_key(headers: Mapping[str, str]) -> str | None:
+    """The key a request sends: ``Authorization: Bearer <key>``, else ``X-API-Key`` (lower-case names)."""
+    header = headers.get("authorization", "")
+    return (
+        header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else headers.get("x-api-key")
+    )
 
 
 def _hash(key: str) -> str:
@@ -94,6 +104,14 @@ class ApiKeys:
             raise AuthError(
                 403, f"this API key lacks the '{scope}' scope (it has: {', '.join(sorted(scopes))})."
             )
+
+    async def verify_async(self, key: str | None, scope: str) -> None:
+        """``verify`` for a request handler: from memory when cached, else the database lookup
+        runs in a thread, off the event loop."""
+        if self.is_cached(key):
+            self.verify(key, scope)
+        else:
+            await run_in_threadpool(self.verify, key, scope)
 
     def is_cached(self, key: str | None) -> bool:
         """Whether ``verify(key, ...)`` answers from memory, without the database."""

@@ -1,0 +1,63 @@
+"""The API's Prometheus series (one registry per app, so tests can build several apps)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import redis
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from skewless.feature_store import FeatureStore
+from skewless.service.serving_log import LOG_STREAM
+
+__all__ = ["ServiceMetrics"]
+
+
+class ServiceMetrics:
+    """Request rate, latency and statuses, updated as requests are answered; serving-log backlog
+    and ingest lag, read from Redis when /metrics is scraped."""
+
+    def __init__(self, store: FeatureStore) -> None:
+        self.store = store
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "skewless_requests",
+            "Requests by endpoint and outcome",
+            ["endpoint", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "skewless_request_seconds",
+            "Request latency",
+            ["endpoint"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
+        )
+        self.served = Counter(
+            "skewless_feature_values", "Served values by status", ["status"], registry=self.registry
+        )
+        self.ingest_lag = Gauge(
+            "skewless_ingest_lag",
+            "Stream entries not yet delivered to `skewless ingest`",
+            ["stream"],
+            registry=self.registry,
+        )
+        self.backlog = Gauge(
+            "skewless_serving_log_backlog",
+            "Serving log entries not yet moved offline",
+            registry=self.registry,
+        )
+        self.streams = sorted({str(v.source.stream) for v in store.repo.views.values() if v.source.stream})
+
+    def exposition(self) -> bytes:
+        """The text format, after reading the Redis gauges (skipped while Redis is down: metrics
+        must answer then too)."""
+        client = self.store.redis
+        with contextlib.suppress(redis.RedisError):
+            self.backlog.set(client.xlen(LOG_STREAM))
+            for stream in self.streams:
+                groups = client.xinfo_groups(stream) if client.exists(stream) else []
+                group = next((g for g in groups if g["name"] in (b"skewless", "skewless")), None)
+                # Before `skewless ingest` first runs there is no group: every entry is waiting.
+                self.ingest_lag.labels(stream).set(int(group["lag"] or 0) if group else client.xlen(stream))
+        return generate_latest(self.registry)
