@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 from datetime import datetime
 from typing import Annotated
 
@@ -15,6 +18,15 @@ from skewless.service.serving_log import drain_serving_log
 from skewless.settings import Settings
 
 __all__ = ["keys_app", "log_worker", "serve"]
+
+
+def _share_metrics_between_workers() -> None:
+    """A fresh directory where every worker keeps its Prometheus values, so /metrics adds them
+    up (see skewless/service/metrics.py); set before anything imports prometheus_client."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        directory = tempfile.mkdtemp(prefix="skewless-metrics-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["PROMETHEUS_MULTIPROCESS_DIR"] = directory
 
 
 def serve(
@@ -33,6 +45,7 @@ def serve(
     """
     import uvicorn
 
+    _share_metrics_between_workers()
     settings = Settings.load(repo)
     os.environ["SKEWLESS_REPO"] = str(settings.repo)  # workers rebuild the app from the environment
     os.environ["SKEWLESS_AUTH"] = "on" if auth else "off"

@@ -1,11 +1,30 @@
-"""The API's Prometheus series (one registry per app, so tests can build several apps)."""
+"""The API's Prometheus series.
+
+With several uvicorn workers each process counts its own requests, so a scrape answered by one
+worker must add up every worker's values: ``skewless serve`` sets PROMETHEUS_MULTIPROC_DIR
+before its workers start, prometheus_client then keeps each process's values in files there, and
+``exposition`` reads them all. (Importing Feast sets that variable too, to a directory of its
+own, so every process that loads a repo counts this way.) Without it, the app's own registry
+answers.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from skewless.feature_store import FeatureStore
 from skewless.service.serving_log import LOG_STREAM
@@ -41,11 +60,13 @@ class ServiceMetrics:
             "Stream entries not yet delivered to `skewless ingest`",
             ["stream"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",  # set by whichever worker answers the scrape
         )
         self.backlog = Gauge(
             "skewless_serving_log_backlog",
             "Serving log entries not yet moved offline",
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.streams = sorted({str(v.source.stream) for v in store.repo.views.values() if v.source.stream})
 
@@ -60,4 +81,18 @@ class ServiceMetrics:
                 group = next((g for g in groups if g["name"] in (b"skewless", "skewless")), None)
                 # Before `skewless ingest` first runs there is no group: every entry is waiting.
                 self.ingest_lag.labels(stream).set(int(group["lag"] or 0) if group else client.xlen(stream))
+        if getattr(values.ValueClass, "_multiprocess", False):  # every process's values, from files
+            registry = CollectorRegistry()
+            registry.register(_OwnSeries())
+            return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+class _OwnSeries(Collector):
+    """Every process's ``skewless_*`` series from the multiprocess files (the directory also
+    holds the series Feast defines when it is imported, which this API never updates)."""
+
+    def collect(self) -> Iterable[Metric]:
+        files = multiprocess.MultiProcessCollector(None)  # type: ignore[no-untyped-call]
+        series = files.collect()  # type: ignore[no-untyped-call]
+        return (m for m in series if m.name.startswith("skewless_"))

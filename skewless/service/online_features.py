@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 import os
+import time
 from datetime import UTC, datetime
 from typing import Any
 

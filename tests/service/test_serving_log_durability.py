@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,30 +15,7 @@ import redis
 
 from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.service.serving_log import LOG_GROUP, LOG_STREAM
-
-SKEWLESS = str(Path(sys.executable).with_name("skewless"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([SKEWLESS, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _wait_http(url: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code in (200, 503):
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not come up")
-
+from tests.service.processes import free_port, start, wait_http
 
 def test_no_acknowledged_vector_is_lost(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> None:
     write_example_data(
@@ -53,24 +27,24 @@ def test_no_acknowledged_vector_is_lost(example_repo: Path, isolated_redis_url: 
         "REDIS_URL": isolated_redis_url,
         "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
     }
-    port = _free_port()
+    port = free_port()
     serve = ["serve", "--no-auth", "--port", str(port), "--repo", str(example_repo)]
     worker_args = ["log-worker", "--claim-after", "0.5", "--repo", str(example_repo)]
-    api, worker = _start(serve, env), _start(worker_args, env)
+    api, worker = start(serve, env), start(worker_args, env)
     url = f"http://127.0.0.1:{port}/get-online-features"
     acknowledged: list[str] = []
     try:
-        _wait_http(f"http://127.0.0.1:{port}/health")
+        wait_http(f"http://127.0.0.1:{port}/health")
         for i in range(300):
             if i == 100:
                 worker.send_signal(signal.SIGKILL)  # the log worker dies mid-load ...
                 worker.wait(10)
-                worker = _start(worker_args, env)  # ... and comes back
+                worker = start(worker_args, env)  # ... and comes back
             if i == 200:
                 api.send_signal(signal.SIGKILL)  # the API dies mid-load ...
                 api.wait(10)
-                api = _start(serve, env)  # ... and comes back on the same port
-                _wait_http(f"http://127.0.0.1:{port}/health")
+                api = start(serve, env)  # ... and comes back on the same port
+                wait_http(f"http://127.0.0.1:{port}/health")
             request_id = f"req-{i}"
             try:
                 response = httpx.post(

@@ -1,0 +1,47 @@
+"""`skewless serve --workers 2` (real processes): /metrics counts every worker's requests, whichever
+worker answers the scrape."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from skewless.examples.fraud_data import FraudDataSpec, write_example_data
+from tests.service.processes import free_port, start, wait_http
+
+
+def test_metrics_add_up_every_worker(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> None:
+    write_example_data(
+        example_repo / "data",
+        FraudDataSpec(events=200, cards=5, days=1, end=datetime.now(UTC) - timedelta(minutes=1)),
+    )
+    env = {
+        **os.environ,
+        "REDIS_URL": isolated_redis_url,
+        "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # as on a fresh shell: `serve` makes its own
+    port = free_port()
+    api = start(["serve", "--no-auth", "--workers", "2", "--port", str(port), "--repo", str(example_repo)], env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/health")
+        body = {"features": ["card_profile:country"], "entities": {"card_id": ["c000001"]}}
+        for _ in range(40):  # a new connection each: the kernel spreads them over both workers
+            assert httpx.post(f"{base}/get-online-features", json=body, timeout=5).status_code == 200
+        counts = []
+        for _ in range(10):
+            text = httpx.get(f"{base}/metrics", timeout=5).text
+            found = re.search(r'skewless_requests_total\{code="200",endpoint="get-online-features"\} (\S+)', text)
+            assert found, text[:2000]
+            counts.append(float(found.group(1)))
+        assert "feast_" not in text  # only the API's own series
+    finally:
+        api.send_signal(signal.SIGTERM)
+        api.wait(30)
+    assert counts == [40.0] * 10
