@@ -72,6 +72,11 @@ class OnlineRead:
     full_feature_names: bool
 
     @property
+    def column_views(self) -> list[str]:
+        """The view of each column of ``result``, in order."""
+        return [read.view for read in self.reads for _ in self.wanted[read.view]]
+
+    @property
     def commands(self) -> list[tuple[Any, ...]]:
         return [command for read in self.reads for command in read.commands]
 

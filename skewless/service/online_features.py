@@ -14,6 +14,7 @@ import asyncio
 import collections
 import logging
 import os
+import random
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -93,13 +94,14 @@ class _ReadAndLog:
         self._scripts: dict[asyncio.AbstractEventLoop, AsyncScript] = {}
 
     async def __call__(self, read: OnlineRead, header: bytes) -> list[Any]:
+        """The replies of ``read``'s commands, logged with ``header`` unless it is empty."""
         loop = asyncio.get_running_loop()
         script = self._scripts.get(loop)
         if script is None:
             self._scripts = {used: s for used, s in self._scripts.items() if not used.is_closed()}
             client = redis.asyncio.Redis.from_url(self.store.redis_url, socket_connect_timeout=2)
             script = self._scripts[loop] = client.register_script(READ_SCRIPT)
-        return list(await script(args=script_args(read.commands, LOG_STREAM, header)))
+        return list(await script(args=script_args(read.commands, LOG_STREAM if header else "", header)))
 
 
 def _columns(entities: dict[str, list[Any]], count: int, result: OnlineResult) -> list[dict[str, list[Any]]]:
@@ -196,14 +198,21 @@ class OnlineFeatures:
             body.features, body.entities, full_feature_names=body.full_feature_names, at=at
         )
         request_id = body.request_id or os.urandom(16).hex()  # as random as uuid4, cheaper
-        header = log_header(
-            request_id,
-            at,
-            body.features,
-            body.entities,
-            body.full_feature_names,
-            read.versions,
-            body.client_features,
+        draw = random.random()  # one draw per request: views with equal rates are logged together
+        logged = [view for view in read.versions if self.store.plans[view].log_sample_rate > draw]
+        header = (
+            b""
+            if not logged
+            else log_header(
+                request_id,
+                at,
+                body.features,
+                body.entities,
+                body.full_feature_names,
+                read.versions,
+                body.client_features,
+                logged,
+            )
         )
         result = read.result(await self._read_and_log(read, header))  # logged before the answer
         for status, count in collections.Counter(s for col in result.statuses for s in col).items():

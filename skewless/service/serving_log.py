@@ -55,8 +55,10 @@ def log_header(
     full_feature_names: bool,
     versions: dict[str, str],
     client_features: dict[str, list[Any]] | None,
+    logged: list[str],
 ) -> bytes:
-    """The request part of a log entry: enough to rebuild the read and decode its replies."""
+    """The request part of a log entry: enough to rebuild the read and decode its replies, and
+    which views' values to keep (``logged``: the views whose sample rate drew this request)."""
     return orjson.dumps(
         {
             "request_id": request_id,
@@ -66,6 +68,7 @@ def log_header(
             "full_feature_names": full_feature_names,
             "versions": versions,
             "client_features": client_features or {},
+            "logged": logged,
         },
         default=str,
     )
@@ -93,7 +96,16 @@ def _decode(store: FeatureStore, header: dict[str, Any], raw: bytes) -> OnlineRe
         return f"the repo no longer serves this request: {exc}"
     if read.versions != header["versions"]:
         return "a view's definition changed before the entry was moved offline; decode it with that version."
-    return read.result(_nils(msgpack.unpackb(raw, raw=True)))
+    result = read.result(_nils(msgpack.unpackb(raw, raw=True)))
+    logged = set(header.get("logged", read.versions))
+    keep = [i for i, view in enumerate(read.column_views) if view in logged]
+    return OnlineResult(
+        [result.names[i] for i in keep],
+        [result.values[i] for i in keep],
+        [result.statuses[i] for i in keep],
+        [result.event_timestamps[i] for i in keep],
+        {view: version for view, version in result.versions.items() if view in logged},
+    )
 
 
 def _json(value: Any) -> str:
@@ -111,7 +123,7 @@ def _rows(entry_id: str, header: dict[str, Any], result: OnlineResult) -> list[d
             "entity": _json({k: v[i] for k, v in entities.items()}),
             "features": _json(dict(zip(result.names, (c[i] for c in result.values), strict=True))),
             "statuses": _json(dict(zip(result.names, (c[i] for c in result.statuses), strict=True))),
-            "versions": _json(header["versions"]),
+            "versions": _json(result.versions),
             "client_features": _json({k: v[i] for k, v in client.items()}),
         }
         for i in range(len(next(iter(entities.values()), [])))

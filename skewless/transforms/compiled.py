@@ -56,6 +56,8 @@ class ViewPlan:
     #: Granularity → longest window among the aggregations with that tile size: which tiles a
     #: read needs, and how long a tile stays readable (both executors, resolved once).
     spans: dict[int, int]
+    #: Share of served requests logged for this view (the view's ``log_sample_rate``).
+    log_sample_rate: float = 1.0
 
     @property
     def max_window_us(self) -> int:
@@ -97,4 +99,5 @@ def compile_view(view: View) -> ViewPlan:
             g: max(a.window_us for a in aggregations if a.granularity_us == g)
             for g in sorted({a.granularity_us for a in aggregations})
         },
+        log_sample_rate=float(view.log_sample_rate),
     )

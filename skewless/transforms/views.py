@@ -37,10 +37,19 @@ class _ViewBase:
     owner: str = ""
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: Share of served requests whose values of this view go to the serving log (1.0: all).
+    #: Operational, not part of the definition: changing it keeps the view's version.
+    log_sample_rate: float = 1.0
 
     def _check_common(self) -> None:
         what = f"view '{self.name}'"
         check_name(self.name, what="view")
+        rate = self.log_sample_rate
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            raise DefinitionError(
+                f"{what}: log_sample_rate must be a number from 0 (log nothing) to 1 (log every "
+                f"served vector); got {rate!r}."
+            )
         entities = tuple(self.entities)
         if not entities or not all(isinstance(e, Entity) for e in entities):
             raise DefinitionError(f"{what}: entities= must list at least one Entity.")

@@ -16,6 +16,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from skewless import DefinitionError, Entity, EventSource, PlainView
 from skewless.feature_store import FeatureStore
 from skewless.metadata import open_database
 from skewless.repo.feast_store import feast_store
@@ -323,3 +324,51 @@ def test_a_logged_request_whose_definition_changed_is_kept_with_the_reason(
         and orjson.loads(dead[b"h"])["entities"] == request["entities"]
     )
     assert store.redis.xpending(LOG_STREAM, "log-worker")["pending"] == 0
+
+
+def test_log_sample_rate_per_view(store: FeatureStore) -> None:
+    definitions = store.settings.repo / "fraud.py"
+    definitions.write_text(
+        definitions.read_text().replace(
+            'description="The latest profile of a card.",',
+            'description="The latest profile of a card.",\n    log_sample_rate=0,',
+        )
+    )
+    sampled = FeatureStore(settings=store.settings)
+    assert (
+        sampled.plans["card_profile"].version == store.plans["card_profile"].version
+    )  # not a new definition
+    client = TestClient(create_app(sampled, auth=False))
+    cards = {"card_id": _cards(store)[:2]}
+    for _ in range(5):  # only a view that logs nothing: no log entry at all
+        assert (
+            client.post("/get-online-features", json={"features": PLAIN, "entities": cards}).status_code
+            == 200
+        )
+    assert sampled.redis.xlen(LOG_STREAM) == 0
+    both = {
+        "features": ["card_profile:country", "card_activity:count_1h"],
+        "entities": cards,
+        "request_id": "m",
+    }
+    assert client.post("/get-online-features", json=both).status_code == 200
+    assert drain_serving_log(sampled, "test") == 1
+    logged = pl.read_parquet(
+        store.settings.repo / "data" / "serving_log" / "**" / "*.parquet", hive_partitioning=False
+    )
+    assert logged.height == 2  # the sampled view's features only, with its version only
+    assert all(set(orjson.loads(f)) == {"count_1h"} for f in logged["features"])
+    assert orjson.loads(logged["versions"][0]) == {"card_activity": store.plans["card_activity"].version}
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5, "all", True])
+def test_a_bad_log_sample_rate_is_a_clear_definition_error(rate: object) -> None:
+    source = EventSource(
+        name="p", path="p.parquet", event_time="ts",
+        schema={"id": pl.String, "x": pl.Float64, "ts": pl.Datetime("us", "UTC")},
+    )  # fmt: skip
+    with pytest.raises(DefinitionError, match="log_sample_rate must be a number from 0"):
+        PlainView(
+            name="v", entities=[Entity(name="e", join_key="id")], source=source, features=["x"],
+            log_sample_rate=rate,  # type: ignore[arg-type]
+        )  # fmt: skip

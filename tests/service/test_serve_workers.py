@@ -27,7 +27,9 @@ def test_metrics_add_up_every_worker(example_repo: Path, isolated_redis_url: str
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # as on a fresh shell: `serve` makes its own
     port = free_port()
-    api = start(["serve", "--no-auth", "--workers", "2", "--port", str(port), "--repo", str(example_repo)], env)
+    api = start(
+        ["serve", "--no-auth", "--workers", "2", "--port", str(port), "--repo", str(example_repo)], env
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/health")
@@ -37,7 +39,9 @@ def test_metrics_add_up_every_worker(example_repo: Path, isolated_redis_url: str
         counts = []
         for _ in range(10):
             text = httpx.get(f"{base}/metrics", timeout=5).text
-            found = re.search(r'skewless_requests_total\{code="200",endpoint="get-online-features"\} (\S+)', text)
+            found = re.search(
+                r'skewless_requests_total\{code="200",endpoint="get-online-features"\} (\S+)', text
+            )
             assert found, text[:2000]
             counts.append(float(found.group(1)))
         assert "feast_" not in text  # only the API's own series

@@ -17,6 +17,7 @@ from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.service.serving_log import LOG_GROUP, LOG_STREAM
 from tests.service.processes import free_port, start, wait_http
 
+
 def test_no_acknowledged_vector_is_lost(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> None:
     write_example_data(
         example_repo / "data",
