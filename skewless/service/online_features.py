@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import logging
 import os
 import random
@@ -21,15 +22,14 @@ from typing import Any
 
 import orjson
 import redis
-import redis.asyncio
 from pydantic import BaseModel, Field, ValidationError
-from redis.commands.core import AsyncScript
 
 from skewless._errors import DefinitionError, ExecutionError, StoreError
 from skewless.feature_store import FeatureStore
 from skewless.online.read import OnlineRead, OnlineResult
 from skewless.service.auth import ApiKeys, AuthError, request_key
 from skewless.service.metrics import ServiceMetrics
+from skewless.service.redis_pipe import RedisPipe, pack
 from skewless.service.serving_log import LOG_STREAM, log_header
 from skewless.stores.online_read import READ_SCRIPT, script_args
 
@@ -41,6 +41,7 @@ MAX_BODY_BYTES = 1_048_576
 TOO_LARGE = f"request body over {MAX_BODY_BYTES} bytes; send fewer entities per request."
 _JSON = [(b"content-type", b"application/json")]
 _log = logging.getLogger(__name__)
+_READ_SHA = hashlib.sha1(READ_SCRIPT.encode()).hexdigest()
 
 
 class OnlineFeaturesRequest(BaseModel):
@@ -85,23 +86,28 @@ async def send_answer(send: Any, status: int, body: bytes) -> None:
 
 
 class _ReadAndLog:
-    """Runs an online read and logs it in one atomic round trip (``READ_SCRIPT``) on an asyncio
-    client: one client per event loop (a test client may run each request in a loop of its own;
-    uvicorn runs one loop per worker)."""
+    """Runs an online read and logs it in one atomic round trip (``READ_SCRIPT``) on the running
+    loop's ``RedisPipe`` (a test client may run each request in a loop of its own; uvicorn runs
+    one loop per worker)."""
 
     def __init__(self, store: FeatureStore) -> None:
         self.store = store
-        self._scripts: dict[asyncio.AbstractEventLoop, AsyncScript] = {}
+        self._pipes: dict[asyncio.AbstractEventLoop, RedisPipe] = {}
 
     async def __call__(self, read: OnlineRead, header: bytes) -> list[Any]:
         """The replies of ``read``'s commands, logged with ``header`` unless it is empty."""
         loop = asyncio.get_running_loop()
-        script = self._scripts.get(loop)
-        if script is None:
-            self._scripts = {used: s for used, s in self._scripts.items() if not used.is_closed()}
-            client = redis.asyncio.Redis.from_url(self.store.redis_url, socket_connect_timeout=2)
-            script = self._scripts[loop] = client.register_script(READ_SCRIPT)
-        return list(await script(args=script_args(read.commands, LOG_STREAM if header else "", header)))
+        pipe = self._pipes.get(loop)
+        if pipe is None:
+            self._pipes = {used: p for used, p in self._pipes.items() if not used.is_closed()}
+            pipe = self._pipes[loop] = RedisPipe(self.store.redis_url)
+        args = script_args(read.commands, LOG_STREAM if header else "", header)
+        try:
+            return list(await pipe.call(pack("EVALSHA", _READ_SHA, 0, *args)))
+        except redis.ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            return list(await pipe.call(pack("EVAL", READ_SCRIPT, 0, *args)))  # Redis caches it now
 
 
 def _columns(entities: dict[str, list[Any]], count: int, result: OnlineResult) -> list[dict[str, list[Any]]]:

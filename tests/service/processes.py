@@ -1,7 +1,8 @@
-"""Real `skewless` processes for the service tests: start one, wait until it answers."""
+"""Real processes for the service tests (`skewless`, redis-server): start one, wait until it answers."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -9,6 +10,9 @@ import time
 from pathlib import Path
 
 import httpx
+import redis
+
+from skewless.stores.redis_connection import _redis_server_binary
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 
@@ -32,3 +36,21 @@ def wait_http(url: str, seconds: float = 60) -> None:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise AssertionError(f"{url} did not come up")
+
+
+def redis_server(port: int, directory: Path, password: str | None = None) -> subprocess.Popen[bytes]:
+    """A real redis-server of the test's own (so the test can stop it), also on a unix socket
+    ``directory/redis.sock``; ``password`` turns on AUTH."""
+    auth = ["--requirepass", password] if password else []
+    server = subprocess.Popen(
+        [_redis_server_binary(), "--port", str(port), "--save", "", "--dir", str(directory),
+         "--unixsocket", str(directory / "redis.sock"), *auth],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(redis.RedisError):
+            if redis.Redis(port=port, password=password).ping():
+                return server
+        time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")

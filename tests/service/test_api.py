@@ -4,8 +4,6 @@ Feast's SDK reads, honest statuses, clear 4xx, push, health, metrics, and the se
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +11,6 @@ from pathlib import Path
 import orjson
 import polars as pl
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from skewless import DefinitionError, Entity, EventSource, PlainView
@@ -24,7 +21,8 @@ from skewless.repo.plan import apply_plan, make_plan
 from skewless.service.app import create_app
 from skewless.service.serving_log import LOG_DEAD, LOG_STREAM, drain_serving_log
 from skewless.settings import Settings
-from skewless.stores.redis_connection import _free_port, _redis_server_binary
+from skewless.stores.redis_connection import _free_port
+from tests.service.processes import redis_server
 
 PLAIN = ["card_profile:credit_limit", "card_profile:country", "card_profile:card_type"]
 
@@ -203,24 +201,9 @@ def test_push_health_metrics(store: FeatureStore, client: TestClient) -> None:
     assert 'skewless_ingest_lag{stream="transactions"} 1.0' in metrics
 
 
-def _redis_server(port: int, directory: Path) -> subprocess.Popen[bytes]:
-    """A real redis-server of the test's own, so the test can stop it."""
-    server = subprocess.Popen(
-        [_redis_server_binary(), "--port", str(port), "--save", "", "--dir", str(directory)],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(redis.RedisError):
-            if redis.Redis(port=port).ping():
-                return server
-        time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
-
-
 def test_redis_down_is_503_and_recovers(store: FeatureStore, tmp_path: Path) -> None:
     port = _free_port()
-    server = _redis_server(port, tmp_path)
+    server = redis_server(port, tmp_path)
     env = {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "SKEWLESS_DATABASE_URL": store.settings.database_url}
     own = FeatureStore(settings=Settings.load(store.settings.repo, env=env))
     own.materialize(["card_profile"])
@@ -232,7 +215,7 @@ def test_redis_down_is_503_and_recovers(store: FeatureStore, tmp_path: Path) -> 
     response = client.post("/get-online-features", json=request)
     assert response.status_code == 503 and "online store unavailable" in response.json()["detail"]
     assert client.get("/health").status_code == 503
-    server = _redis_server(port, tmp_path)  # it came back (empty): the same app answers again
+    server = redis_server(port, tmp_path)  # it came back (empty): the same app answers again
     try:
         recovered = client.post("/get-online-features", json=request)
         assert recovered.status_code == 200
