@@ -10,6 +10,7 @@ from skewless import (
     Aggregation,
     Entity,
     EventSource,
+    FeatureService,
     FeatureView,
     PlainView,
     expose_to_feast,
@@ -112,6 +113,13 @@ card_profile = PlainView(
     features=["credit_limit", "country", "card_type"],
     owner="fraud-ml@example.com",
     description="The latest profile of a card.",
+)
+
+fraud_model = FeatureService(
+    name="fraud_model",
+    features=[card_activity, card_profile[["credit_limit", "country"]]],
+    owner="fraud-ml@example.com",
+    description="What the fraud model reads when it scores a transaction.",
 )
 
 expose_to_feast(globals())

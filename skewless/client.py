@@ -54,16 +54,17 @@ class Client:
 
     def get_online_features(
         self,
-        features: Sequence[str],
+        features: Sequence[str] | str,
         entities: Mapping[str, Sequence[Any]],
         *,
         full_feature_names: bool = False,
         request_id: str | None = None,
         client_features: Mapping[str, Sequence[Any]] | None = None,
     ) -> OnlineResult:
-        """Feature values with statuses for column-oriented ``entities``."""
+        """Feature values with statuses for column-oriented ``entities``; ``features`` is a list
+        of "view:feature" references or a feature service's name."""
         body: dict[str, Any] = {
-            "features": list(features),
+            **({"feature_service": features} if isinstance(features, str) else {"features": list(features)}),
             "entities": {k: list(v) for k, v in entities.items()},
             "full_feature_names": full_feature_names,
         }

@@ -29,8 +29,12 @@ from skewless.settings import Settings
 from skewless.stores.redis_connection import connect_redis, resolve_redis_url
 from skewless.transforms.batch import BatchExecutor
 from skewless.transforms.compiled import ViewPlan, compile_view
+from skewless.transforms.services import FeatureService
 from skewless.transforms.sources import EventSource
 from skewless.transforms.views import FeatureView
+
+#: Features to read: "view:feature" references, or a feature service (its object or its name).
+Features = Sequence[str] | FeatureService | str
 
 __all__ = ["FeatureStore"]
 
@@ -87,22 +91,32 @@ class FeatureStore:
             self._redis = connect_redis(self.redis_url)
         return self._redis
 
+    def feature_refs(self, features: Features) -> Sequence[str]:
+        """The "view:feature" references ``features`` stand for (a feature service is looked up
+        in this repo by name, so a stale object cannot serve another list)."""
+        if isinstance(features, FeatureService):
+            return self.repo.service(features.name).refs
+        if isinstance(features, str):
+            return self.repo.service(features).refs
+        return features
+
     def get_online_features(
         self,
-        features: Sequence[str],
+        features: Features,
         entity_rows: Mapping[str, Sequence[Any]],
         *,
         full_feature_names: bool = False,
         at: datetime | None = None,
     ) -> OnlineResult:
         """Current values of ``features`` for columnar ``entity_rows`` (``{"card_id": [...]}``),
-        with a status per value; ``at`` reads as of another time (tests, replays)."""
+        with a status per value; ``at`` reads as of another time (tests, replays). ``features``
+        are "view:feature" references, or a feature service (its object or its name)."""
         read = self.prepare_online_read(features, entity_rows, full_feature_names=full_feature_names, at=at)
         return read_online(self.redis, read)
 
     def prepare_online_read(
         self,
-        features: Sequence[str],
+        features: Features,
         entity_rows: Mapping[str, Sequence[Any]],
         *,
         full_feature_names: bool = False,
@@ -114,7 +128,7 @@ class FeatureStore:
             self.repo,
             self.plans,
             self._project,
-            features,
+            self.feature_refs(features),
             entity_rows,
             at_us=_to_us(at or datetime.now(UTC)),
             full_feature_names=full_feature_names,
@@ -190,7 +204,7 @@ class FeatureStore:
     def get_historical_features(
         self,
         entity_df: Any,
-        features: Sequence[str],
+        features: Features,
         *,
         timestamp_column: str = "event_timestamp",
         full_feature_names: bool = False,
@@ -205,7 +219,7 @@ class FeatureStore:
             self.repo,
             self.batch,
             as_polars(entity_df),
-            features,
+            self.feature_refs(features),
             timestamp_column=timestamp_column,
             full_feature_names=full_feature_names,
             as_available=as_available,
@@ -214,7 +228,7 @@ class FeatureStore:
     def create_training_set(
         self,
         entity_df: Any,
-        features: Sequence[str],
+        features: Features,
         out: str | Path,
         *,
         name: str | None = None,
@@ -236,7 +250,7 @@ class FeatureStore:
             self.database,
             self.repo,
             frame,
-            features,
+            self.feature_refs(features),
             name=name or path.stem,
             path=path,
             timestamp_column=timestamp_column,

@@ -83,13 +83,17 @@ def training_set(
     entities: Annotated[
         Path, typer.Option(help="Entity rows: parquet or CSV with the join keys and a UTC timestamp column.")
     ],
+    out: Annotated[Path, typer.Option(help="Output file, .parquet or .csv.")],
     features: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--features", "-f", help="Feature reference view:feature (view:* for all); repeat for more."
         ),
-    ],
-    out: Annotated[Path, typer.Option(help="Output file, .parquet or .csv.")],
+    ] = None,
+    feature_service: Annotated[
+        str | None,
+        typer.Option("--feature-service", "-s", help="A feature service's features, instead of --features."),
+    ] = None,
     timestamp_column: Annotated[
         str, typer.Option(help="Timestamp column of the entity rows.")
     ] = "event_timestamp",
@@ -105,12 +109,15 @@ def training_set(
     repo: RepoOption = None,
 ) -> None:
     """Build a point-in-time correct training set and record it in the metadata DB."""
+    if bool(features) == bool(feature_service):
+        raise ConfigError("give --features (one or more view:feature) or --feature-service NAME, not both.")
     store = FeatureStore(settings=Settings.load(repo))
     frame = read_entities(entities)
-    with err_console.status(f"Computing {len(features)} feature refs for {frame.height:,} entity rows …"):
+    refs = store.feature_refs(features or str(feature_service))
+    with err_console.status(f"Computing {len(refs)} feature refs for {frame.height:,} entity rows …"):
         built = store.create_training_set(
             frame,
-            features,
+            refs,
             out,
             name=name,
             timestamp_column=timestamp_column,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from skewless._errors import DefinitionError
 from skewless.transforms.dtypes import to_feast_type, to_feast_value_type
 from skewless.transforms.entity import Entity
+from skewless.transforms.services import FeatureService
 from skewless.transforms.sources import EventSource
 from skewless.transforms.views import FeatureView, PlainView, View
 
@@ -91,27 +92,51 @@ def _feast_view(view: View, entities: dict[str, FeastEntity], source: FileSource
     )
 
 
-def to_feast(views: Iterable[View]) -> list[FeastObject]:
-    """Feast entities, sources and feature views for ``views`` (entities and sources deduplicated)."""
+def to_feast(views: Iterable[View], services: Iterable[FeatureService] = ()) -> list[FeastObject]:
+    """Feast entities, sources and feature views for ``views`` (entities and sources deduplicated),
+    and Feast feature services for ``services``."""
     views = list(views)
     entities = {e.name: _feast_entity(e) for view in views for e in view.entities}
     objects: list[FeastObject] = list(entities.values())
     sources: dict[str, FileSource] = {}
+    feast_views: dict[str, FeastFeatureView] = {}
     for view in views:
         source = _feast_source(view)
-        source = sources.setdefault(source.name, source)
-        objects.append(_feast_view(view, entities, source))
+        feast_views[view.name] = _feast_view(view, entities, sources.setdefault(source.name, source))
+    objects += feast_views.values()
+    objects += [_feast_service(service, feast_views) for service in services]
     return objects + list(sources.values())
 
 
+def _feast_service(service: FeatureService, feast_views: dict[str, FeastFeatureView]) -> FeastObject:
+    from feast import FeatureService as FeastFeatureService
+    from feast import FeatureView as FeastFeatureView
+
+    def projected(view: View) -> FeastFeatureView:
+        if view.name in feast_views:
+            return feast_views[view.name]
+        # Declared in another file, which exposes it to Feast itself: a copy to project from.
+        return next(o for o in to_feast([view]) if isinstance(o, FeastFeatureView))
+
+    return FeastFeatureService(
+        name=service.name,
+        features=[projected(p.view)[list(p.features)] for p in service.projections],
+        description=service.description,
+        owner=service.owner,
+        tags={**service.tags, "skewless.version": service.version},
+    )
+
+
 def expose_to_feast(namespace: MutableMapping[str, Any]) -> None:
-    """Add a Feast object for every skewless view in a module's ``globals()``.
+    """Add a Feast object for every skewless view and feature service in a module's ``globals()``.
 
     Call it as the last line of each repo file that declares views; Feast's CLI collects
     module-level Feast objects, and skewless checks that every such file calls this.
     """
-    views = [v for v in list(namespace.values()) if isinstance(v, FeatureView | PlainView)]
-    for obj in to_feast(views):
+    values = list(namespace.values())
+    views = [v for v in values if isinstance(v, FeatureView | PlainView)]
+    services = [s for s in values if isinstance(s, FeatureService)]
+    for obj in to_feast(views, services):
         kind = type(obj).__name__.lower()
         namespace[f"_feast_{kind}_{obj.name}"] = obj
     namespace[EXPOSED_MARKER] = True

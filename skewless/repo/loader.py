@@ -16,13 +16,13 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType, ModuleType
 
 from skewless._errors import DefinitionError
 from skewless.repo.feast_export import EXPOSED_MARKER
-from skewless.transforms import Entity, EventSource, FeatureView, PlainView, View
+from skewless.transforms import Entity, EventSource, FeatureService, FeatureView, PlainView, View
 
 __all__ = ["Repo", "load_repo"]
 
@@ -37,6 +37,15 @@ class Repo:
     entities: dict[str, Entity]
     sources: dict[str, EventSource]
     views: dict[str, View]
+    services: dict[str, FeatureService] = field(default_factory=dict)
+
+    def service(self, name: str) -> FeatureService:
+        """The feature service called ``name``, or an error that lists the known ones."""
+        if name not in self.services:
+            raise DefinitionError(
+                f"Unknown feature service '{name}'; this repo declares: {', '.join(sorted(self.services)) or 'none'}."
+            )
+        return self.services[name]
 
     def view(self, name: str) -> View:
         """The view called ``name``, or an error that lists the known ones."""
@@ -147,6 +156,7 @@ def load_repo(root: Path) -> Repo:
     entities: dict[str, object] = {}
     sources: dict[str, object] = {}
     views: dict[str, object] = {}
+    services: dict[str, object] = {}
     places: dict[int, str] = {}
     finder = _RepoFinder(root)
     sys.meta_path.insert(0, finder)
@@ -163,6 +173,8 @@ def load_repo(root: Path) -> Repo:
                 elif isinstance(obj, FeatureView | PlainView):
                     _collect(type(obj), views, obj, where, places)
                     declared_views = True
+                elif isinstance(obj, FeatureService):
+                    _collect(FeatureService, services, obj, where, places)
             if declared_views and not getattr(module, EXPOSED_MARKER, False):
                 raise DefinitionError(
                     f"{where}: declares views but does not expose them to Feast; add "
@@ -174,4 +186,11 @@ def load_repo(root: Path) -> Repo:
         for entity in view.entities:  # type: ignore[attr-defined]
             entities.setdefault(entity.name, entity)
         sources.setdefault(view.source.name, view.source)  # type: ignore[attr-defined]
-    return Repo(root=root, entities=entities, sources=sources, views=views)  # type: ignore[arg-type]
+    for service in services.values():
+        for projection in service.projections:  # type: ignore[attr-defined]
+            if views.get(projection.view.name) is not projection.view:
+                raise DefinitionError(
+                    f"{places[id(service)]}: feature service '{service.name}' uses view "  # type: ignore[attr-defined]
+                    f"'{projection.view.name}', which no repo file declares at module level."
+                )
+    return Repo(root=root, entities=entities, sources=sources, views=views, services=services)  # type: ignore[arg-type]

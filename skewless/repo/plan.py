@@ -1,6 +1,6 @@
 """Plan and apply: compare the repo's definitions with the applied ones, then record the change.
 
-The metadata database holds the applied version of every entity, source and view. A plan lists
+The metadata database holds the applied version of every entity, source, view and feature service. A plan lists
 what applying would add, change (and which fields) or remove; applying registers the repo with
 Feast and records new definition versions, retiring the ones they replace.
 """
@@ -51,7 +51,12 @@ class Plan:
 
 
 def _desired(repo: Repo) -> dict[_Key, tuple[str, dict[str, Any]]]:
-    definitions = [*repo.entities.values(), *repo.sources.values(), *repo.views.values()]
+    definitions = [
+        *repo.entities.values(),
+        *repo.sources.values(),
+        *repo.views.values(),
+        *repo.services.values(),
+    ]
     return {(d.spec()["kind"], d.name): (d.version, d.spec()) for d in definitions}
 
 
@@ -71,6 +76,8 @@ def diff_specs(old: Any, new: Any, path: str = "") -> list[str]:
 
     >>> diff_specs({"ttl": "1d", "transform": {"source": "a"}}, {"ttl": "2d", "transform": {"source": "b"}})
     ['transform body changed', 'ttl: 1d → 2d']
+    >>> diff_specs({"features": ["v:a", "v:b"]}, {"features": ["v:a", "v:c"]})
+    ['features: added v:c', 'features: removed v:b']
     """
     if old == new:
         return []
@@ -93,6 +100,10 @@ def diff_specs(old: Any, new: Any, path: str = "") -> list[str]:
         for name in before.keys() & after.keys():
             out += diff_specs(before[name], after[name], f"{path}[{name}]")
         return sorted(out) if out else [f"{path}: order changed"]
+    if isinstance(old, list) and isinstance(new, list) and all(isinstance(x, str) for x in old + new):
+        out = [f"{path}: added {x}" for x in new if x not in old]
+        out += [f"{path}: removed {x}" for x in old if x not in new]
+        return out or [f"{path}: order changed"]
     return [f"{path}: {_describe(old)} → {_describe(new)}"]
 
 
@@ -116,12 +127,13 @@ def make_plan(repo: Repo, database: Database) -> Plan:
 
 def _sync_feast(repo: Repo, feast: FeastFeatureStore) -> None:
     """Register every view with Feast and delete Feast objects the repo no longer declares."""
-    objects = to_feast(repo.views.values())
+    objects = to_feast(repo.views.values(), repo.services.values())
     names = {(type(o).__name__, o.name) for o in objects}
     registered: list[Any] = [
         *feast.list_feature_views(),
         *feast.list_entities(),
         *feast.list_data_sources(),
+        *feast.list_feature_services(),
     ]
     stale = [o for o in registered if (type(o).__name__, o.name) not in names and o.name != "__dummy"]
     feast.apply(objects, objects_to_delete=stale, partial=False)

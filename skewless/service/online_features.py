@@ -50,7 +50,9 @@ class OnlineFeaturesRequest(BaseModel):
     features: list[str] | None = Field(
         default=None, description="Feature references, 'view:feature'.", max_length=1000
     )
-    feature_service: str | None = Field(default=None, description="Not supported yet: list features instead.")
+    feature_service: str | None = Field(
+        default=None, description="A feature service's name: its features, instead of 'features'."
+    )
     entities: dict[str, list[str | int]] = Field(
         description="Join key → one value per entity row (column-oriented)."
     )
@@ -191,17 +193,18 @@ class OnlineFeatures:
         if self.keys is not None:
             await self.keys.verify_async(key, "read")
         body = OnlineFeaturesRequest.model_validate_json(raw)
-        if body.feature_service is not None or not body.features:
+        if (body.feature_service is None) == (not body.features):
             return json_answer(
                 400,
-                "give 'features' as a list of 'view:feature' references (feature services are not supported yet).",
+                "give either 'features' (a list of 'view:feature' references) or 'feature_service' (a name).",
             )
+        features = body.features or list(self.store.feature_refs(str(body.feature_service)))
         sizes = {len(v) for v in body.entities.values()}
         if len(sizes) != 1 or not body.entities:
             return json_answer(400, "'entities' must map each join key to a list, all of the same length.")
         at = datetime.now(UTC)
         read = self.store.prepare_online_read(
-            body.features, body.entities, full_feature_names=body.full_feature_names, at=at
+            features, body.entities, full_feature_names=body.full_feature_names, at=at
         )
         request_id = body.request_id or os.urandom(16).hex()  # as random as uuid4, cheaper
         draw = random.random()  # one draw per request: views with equal rates are logged together
@@ -212,7 +215,7 @@ class OnlineFeatures:
             else log_header(
                 request_id,
                 at,
-                body.features,
+                features,
                 body.entities,
                 body.full_feature_names,
                 read.versions,

@@ -25,7 +25,7 @@ from skewless.transforms.row_transform import RowTransform, transform_outputs, t
 from skewless.transforms.sources import EventSource
 from skewless.transforms.versioning import content_version
 
-__all__ = ["FeatureView", "PlainView", "View"]
+__all__ = ["FeatureView", "PlainView", "View", "ViewProjection"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +71,17 @@ class _ViewBase:
         if self.ttl is not None:
             object.__setattr__(self, "ttl", parse_duration(self.ttl, what=f"{what}: ttl"))
         object.__setattr__(self, "tags", {str(k): str(v) for k, v in dict(self.tags).items()})
+
+    def __getitem__(self, features: Sequence[str]) -> ViewProjection:
+        """Some of this view's features, for a FeatureService (Feast's ``view[["a", "b"]]``)."""
+        chosen = (features,) if isinstance(features, str) else tuple(features)
+        unknown = [f for f in chosen if f not in self.schema]
+        if unknown or not chosen:
+            raise DefinitionError(
+                f"view '{self.name}' has no feature {', '.join(map(repr, unknown)) or '(none chosen)'}; "
+                f"its features are {', '.join(self.schema)}."
+            )
+        return ViewProjection(self, chosen)  # type: ignore[arg-type]
 
     @property
     def join_keys(self) -> list[str]:
@@ -252,3 +263,11 @@ class PlainView(_ViewBase):
 
 
 View = FeatureView | PlainView
+
+
+@dataclass(frozen=True)
+class ViewProjection:
+    """Some features of one view, as a FeatureService lists them (``view[["a", "b"]]``)."""
+
+    view: View
+    features: tuple[str, ...]

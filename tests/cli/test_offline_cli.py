@@ -65,6 +65,21 @@ def test_training_set_from_csv_is_written_and_recorded(
     )
 
 
+def test_training_set_of_a_feature_service(example_repo: Path, sqlite_url: str, tmp_path: Path) -> None:
+    write_example_data(
+        example_repo / "data", FraudDataSpec(events=2_000, cards=20, end=datetime(2026, 11, 1, tzinfo=UTC))
+    )
+    entities = tmp_path / "entities.csv"
+    entities.write_text("card_id,event_timestamp\nc000001,2026-10-30T12:00:00Z\n")
+    args = ["training-set", "--entities", str(entities), "--out", str(tmp_path / "t.parquet")]
+    result = _run(example_repo, sqlite_url, *args, "--feature-service", "fraud_model")
+    assert result.returncode == 0, result.stderr
+    frame = pl.read_parquet(tmp_path / "t.parquet")
+    assert frame.columns[-2:] == ["credit_limit", "country"] and "count_24h" in frame.columns
+    both = _run(example_repo, sqlite_url, *args, "-s", "fraud_model", "-f", "card_profile:country")
+    assert both.returncode == 1 and "not both" in both.stderr and len(both.stderr.strip().splitlines()) == 1
+
+
 def test_naive_csv_timestamps_are_refused_in_one_line(
     example_repo: Path, sqlite_url: str, tmp_path: Path
 ) -> None:

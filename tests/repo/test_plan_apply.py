@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 import yaml
 
+from skewless import DefinitionError
 from skewless.metadata import open_database
 from skewless.repo.feast_store import feast_store
 from skewless.repo.loader import load_repo
@@ -49,6 +50,7 @@ def test_first_plan_adds_everything(repo_settings: Settings) -> None:
         ("add", "feature_view", "card_activity"),
         ("add", "feature_view", "merchant_activity"),
         ("add", "plain_view", "card_profile"),
+        ("add", "feature_service", "fraud_model"),
     }
 
 
@@ -74,12 +76,21 @@ def test_edited_window_is_a_change_naming_the_field(repo_settings: Settings) -> 
         'Aggregation("mean", "amount_usd", window="3d")',
     )
     assert _plan(repo_settings) == [
+        (  # the service that reads the whole view reads the renamed feature
+            "change",
+            "feature_service",
+            "fraud_model",
+            (
+                "features: added card_activity:amount_usd_mean_3d",
+                "features: removed card_activity:amount_usd_mean_7d",
+            ),
+        ),
         (
             "change",
             "feature_view",
             "card_activity",
             ("aggregations: added amount_usd_mean_3d", "aggregations: removed amount_usd_mean_7d"),
-        )
+        ),
     ]
 
 
@@ -127,10 +138,29 @@ def test_removed_view_is_planned_as_removal_and_leaves_feast(repo_settings: Sett
     start = text.index("_unused = (")
     end = text.index("expose_to_feast(globals())")
     (repo_settings.repo / "fraud.py").write_text(text[:start] + text[end:])
-    assert ("remove", "plain_view", "card_profile", ()) in _plan(repo_settings)
+    planned = _plan(repo_settings)
+    assert ("remove", "plain_view", "card_profile", ()) in planned
+    assert ("remove", "feature_service", "fraud_model", ()) in planned  # it read card_profile: cut too
     _apply(repo_settings)
     store = feast_store(repo_settings, str(repo_settings.redis_url))
     assert sorted(fv.name for fv in store.list_feature_views()) == ["card_activity", "merchant_activity"]
+    assert store.list_feature_services() == []
+
+
+def test_a_service_of_a_view_no_file_declares_is_a_clear_error(repo_settings: Settings) -> None:
+    _edit(
+        repo_settings.repo / "fraud.py",
+        "expose_to_feast(globals())",
+        "def _hidden() -> PlainView:\n"
+        "    return PlainView(name='hidden', entities=[card], source=card_profiles, features=['country'])\n\n"
+        "broken = FeatureService(name='broken', features=[_hidden()])\n"
+        "expose_to_feast(globals())",
+    )
+    with pytest.raises(
+        DefinitionError,
+        match=r"fraud.py: feature service 'broken' uses view 'hidden', which no repo file declares at module level",
+    ):
+        load_repo(repo_settings.repo)
 
 
 @pytest.mark.slow

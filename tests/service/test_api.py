@@ -13,7 +13,6 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from skewless import DefinitionError, Entity, EventSource, PlainView
 from skewless.feature_store import FeatureStore
 from skewless.metadata import open_database
 from skewless.repo.feast_store import feast_store
@@ -118,8 +117,8 @@ def test_windowed_features_and_statuses(store: FeatureStore, client: TestClient)
             "'entities' must map each join key to a list, all of the same length.",
         ),
         (
-            {"feature_service": "fraud", "entities": {"card_id": ["a"]}},
-            "feature services are not supported yet",
+            {"entities": {"card_id": ["a"]}},
+            "give either 'features' (a list of 'view:feature' references) or 'feature_service'",
         ),
     ],
 )
@@ -344,14 +343,60 @@ def test_log_sample_rate_per_view(store: FeatureStore) -> None:
     assert orjson.loads(logged["versions"][0]) == {"card_activity": store.plans["card_activity"].version}
 
 
-@pytest.mark.parametrize("rate", [-0.1, 1.5, "all", True])
-def test_a_bad_log_sample_rate_is_a_clear_definition_error(rate: object) -> None:
-    source = EventSource(
-        name="p", path="p.parquet", event_time="ts",
-        schema={"id": pl.String, "x": pl.Float64, "ts": pl.Datetime("us", "UTC")},
-    )  # fmt: skip
-    with pytest.raises(DefinitionError, match="log_sample_rate must be a number from 0"):
-        PlainView(
-            name="v", entities=[Entity(name="e", join_key="id")], source=source, features=["x"],
-            log_sample_rate=rate,  # type: ignore[arg-type]
-        )  # fmt: skip
+def test_a_feature_service_serves_its_features_and_feast_knows_it(
+    store: FeatureStore, client: TestClient
+) -> None:
+    from skewless.client import Client
+
+    database = open_database(store.settings.database_url)
+    feast = feast_store(store.settings, str(store.settings.redis_url))
+    apply_plan(make_plan(store.repo, database), store.repo, database, feast)
+    service = store.repo.service("fraud_model")
+    cards = _cards(store)[:5] + ["c999999"]
+    by_name = client.post(
+        "/get-online-features", json={"feature_service": "fraud_model", "entities": {"card_id": cards}}
+    )
+    listed = client.post(
+        "/get-online-features", json={"features": service.refs, "entities": {"card_id": cards}}
+    )
+    assert by_name.status_code == 200, by_name.text
+    assert by_name.json()["metadata"] == listed.json()["metadata"]
+    assert [r["values"] for r in by_name.json()["results"]] == [r["values"] for r in listed.json()["results"]]
+    # Feast registered the same service, and its SDK reads the plain-view part alike.
+    with contextlib.chdir(store.settings.repo):
+        assert [p.name for p in feast.get_feature_service("fraud_model").feature_view_projections] == [
+            "card_activity",
+            "card_profile",
+        ]
+        theirs = feast.get_online_features(
+            features=["card_profile:credit_limit", "card_profile:country"],
+            entity_rows=[{"card_id": c} for c in cards],
+        ).to_dict()
+    served = dict(zip(by_name.json()["metadata"]["feature_names"], by_name.json()["results"], strict=True))
+    assert served["credit_limit"]["values"] == theirs["credit_limit"]
+    assert served["country"]["values"] == theirs["country"]
+    # The SDK and the HTTP client take the service by name or as the object.
+    in_process = store.get_online_features(service, {"card_id": cards})
+    over_http = Client(http=client).get_online_features("fraud_model", {"card_id": cards})
+    assert in_process.values == over_http.values == [r["values"] for r in by_name.json()["results"][1:]]
+
+
+@pytest.mark.parametrize(
+    ("payload", "detail"),
+    [
+        ({"feature_service": "nope", "entities": {"card_id": ["c1"]}}, "Unknown feature service 'nope'"),
+        (
+            {
+                "feature_service": "fraud_model",
+                "features": ["card_profile:country"],
+                "entities": {"card_id": ["c1"]},
+            },
+            "give either 'features'",
+        ),
+    ],
+)
+def test_feature_service_requests_that_cannot_be_served(
+    client: TestClient, payload: dict[str, object], detail: str
+) -> None:
+    response = client.post("/get-online-features", json=payload)
+    assert response.status_code == 400 and detail in response.json()["detail"]

@@ -7,7 +7,16 @@ from typing import Any
 import polars as pl
 import pytest
 
-from skewless import Aggregation, DefinitionError, Entity, EventSource, FeatureView, PlainView, row_transform
+from skewless import (
+    Aggregation,
+    DefinitionError,
+    Entity,
+    EventSource,
+    FeatureService,
+    FeatureView,
+    PlainView,
+    row_transform,
+)
 
 TS = pl.Datetime("us", "UTC")
 card = Entity(name="card", join_key="card_id")
@@ -113,6 +122,26 @@ CASES = {
     "undecorated transform": (
         lambda: view(transform=lambda events: events),
         "transform '<lambda>' is not declared; decorate it with @row_transform(outputs={'column': pl.Type, ...}).",
+    ),
+    "log sample rate over 1": (
+        lambda: view(log_sample_rate=2),
+        "view 'card_spend': log_sample_rate must be a number from 0 (log nothing) to 1 (log every served vector); got 2.",
+    ),
+    "service lists no features": (
+        lambda: FeatureService(name="model", features=[]),
+        "feature service 'model': features= must list views or view[['feature', ...]] selections.",
+    ),
+    "service lists a non-view": (
+        lambda: FeatureService(name="model", features=["card_spend:amount_sum_1h"]),
+        "feature service 'model': 'card_spend:amount_sum_1h' is not a view; list views, or view[['feature', ...]] for some of their features.",
+    ),
+    "service lists a feature twice": (
+        lambda: FeatureService(name="model", features=[view(), view()[["amount_sum_1h"]]]),
+        "feature service 'model': card_spend:amount_sum_1h is listed twice; list each feature once.",
+    ),
+    "selection of an unknown feature": (
+        lambda: view()[["amount_total"]],
+        "view 'card_spend' has no feature 'amount_total'; its features are amount_sum_1h.",
     ),
     "transform with two arguments": (
         lambda: row_transform(outputs={"x": pl.Int64})(lambda events, other: events),
