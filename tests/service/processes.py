@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import redis
 
+from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.stores.redis_connection import _redis_server_binary
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
+
+
+def serving_env(repo: Path, redis_url: str, tmp_path: Path, *, events: int, cards: int) -> dict[str, str]:
+    """Example data ending a minute ago in ``repo``, and the environment to serve it from."""
+    write_example_data(
+        repo / "data",
+        FraudDataSpec(events=events, cards=cards, days=1, end=datetime.now(UTC) - timedelta(minutes=1)),
+    )
+    return {**os.environ, "REDIS_URL": redis_url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
 
 
 def free_port() -> int:

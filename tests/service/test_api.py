@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import polars as pl
@@ -47,12 +48,18 @@ def _cards(store: FeatureStore) -> list[str]:
     )
 
 
-def test_feast_request_gets_feast_response_with_the_values_feast_reads(
-    store: FeatureStore, client: TestClient
-) -> None:
+def _applied_feast(store: FeatureStore) -> Any:
+    """Feast's store for the repo, after `skewless apply` registered it."""
     database = open_database(store.settings.database_url)
     feast = feast_store(store.settings, str(store.settings.redis_url))
     apply_plan(make_plan(store.repo, database), store.repo, database, feast)
+    return feast
+
+
+def test_feast_request_gets_feast_response_with_the_values_feast_reads(
+    store: FeatureStore, client: TestClient
+) -> None:
+    feast = _applied_feast(store)
     cards = _cards(store) + ["c999999"]
     response = client.post("/get-online-features", json={"features": PLAIN, "entities": {"card_id": cards}})
     assert response.status_code == 200, response.text
@@ -348,9 +355,7 @@ def test_a_feature_service_serves_its_features_and_feast_knows_it(
 ) -> None:
     from skewless.client import Client
 
-    database = open_database(store.settings.database_url)
-    feast = feast_store(store.settings, str(store.settings.redis_url))
-    apply_plan(make_plan(store.repo, database), store.repo, database, feast)
+    feast = _applied_feast(store)
     service = store.repo.service("fraud_model")
     cards = _cards(store)[:5] + ["c999999"]
     by_name = client.post(

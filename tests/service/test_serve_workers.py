@@ -3,28 +3,17 @@ worker answers the scrape."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
-from skewless.examples.fraud_data import FraudDataSpec, write_example_data
-from tests.service.processes import free_port, start, wait_http
+from tests.service.processes import free_port, serving_env, start, wait_http
 
 
 def test_metrics_add_up_every_worker(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> None:
-    write_example_data(
-        example_repo / "data",
-        FraudDataSpec(events=200, cards=5, days=1, end=datetime.now(UTC) - timedelta(minutes=1)),
-    )
-    env = {
-        **os.environ,
-        "REDIS_URL": isolated_redis_url,
-        "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
-    }
+    env = serving_env(example_repo, isolated_redis_url, tmp_path, events=200, cards=5)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # as on a fresh shell: `serve` makes its own
     port = free_port()
     api = start(

@@ -3,31 +3,20 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import polars as pl
 import redis
 
-from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.service.serving_log import LOG_GROUP, LOG_STREAM
-from tests.service.processes import free_port, start, wait_http
+from tests.service.processes import free_port, serving_env, start, wait_http
 
 
 def test_no_acknowledged_vector_is_lost(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> None:
-    write_example_data(
-        example_repo / "data",
-        FraudDataSpec(events=1_000, cards=20, days=1, end=datetime.now(UTC) - timedelta(minutes=1)),
-    )
-    env = {
-        **os.environ,
-        "REDIS_URL": isolated_redis_url,
-        "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
-    }
+    env = serving_env(example_repo, isolated_redis_url, tmp_path, events=1_000, cards=20)
     port = free_port()
     serve = ["serve", "--no-auth", "--port", str(port), "--repo", str(example_repo)]
     worker_args = ["log-worker", "--claim-after", "0.5", "--repo", str(example_repo)]
