@@ -10,9 +10,10 @@ import polars as pl
 import redis
 
 from skewless._errors import StoreError
+from skewless.stores.bulk import run_bulk
 from skewless.stores.feast_format import (
     WRITE_SCRIPT,
-    encode_timestamp,
+    encode_timestamps,
     encode_values,
     entity_key_encoder,
     feature_field,
@@ -32,8 +33,6 @@ from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.dtypes import dtype_name
 
 __all__ = ["plain_view_read", "write_plain_rows"]
-
-_BATCH = 5_000
 
 
 def _key_encoder(plan: ViewPlan, project: str) -> Callable[[Sequence[Any]], bytes]:
@@ -61,26 +60,20 @@ def write_plain_rows(
     event_us = rows["__event_us"].to_list()
     ts, order = ts_field(plan.name), order_field(plan.name)
     values = zip(*[encode_values(rows[f]) for f in plan.features], strict=True)
+    stamps = encode_timestamps(rows["__event_us"])
     commands = []
     sha = client.script_load(WRITE_SCRIPT) if newer_only else ""
-    for entity, row, event in zip(keys, values, event_us, strict=True):
-        fields = [*itertools.chain.from_iterable(zip(names, row, strict=True)), ts, encode_timestamp(event)]
+    for entity, row, event, stamp in zip(keys, values, event_us, stamps, strict=True):
+        fields = [*itertools.chain.from_iterable(zip(names, row, strict=True)), ts, stamp]
         commands.append(
             ("EVALSHA", sha, 1, entity, order, event, *fields)
             if newer_only
             else ("HSET", entity, *fields, order, event)
         )
-    written = 0
     try:
-        for start in range(0, len(commands), _BATCH):
-            pipe = client.pipeline(transaction=False)
-            for command in commands[start : start + _BATCH]:
-                pipe.execute_command(*command)
-            written += len(pipe.execute())
-            on_batch(written)
+        return run_bulk(client, commands, on_batch=on_batch)
     except redis.RedisError as exc:
         raise StoreError(f"view '{plan.name}': writing to Redis failed: {exc}") from exc
-    return written
 
 
 def plain_view_read(plan: ViewPlan, project: str, entities: Sequence[Sequence[Any]], at_us: int) -> ViewRead:

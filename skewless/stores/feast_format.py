@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import mmh3
+import numpy as np
 import polars as pl
 
 from skewless.transforms.dtypes import dtype_name
@@ -29,7 +30,7 @@ __all__ = [
     "value_decoder",
     "encode_entity_key",
     "entity_key_encoder",
-    "encode_timestamp",
+    "encode_timestamps",
     "encode_values",
     "feature_field",
     "order_field",
@@ -39,9 +40,14 @@ __all__ = [
 _ENTITY_VALUE_TYPES = {"String": 2, "Int32": 3, "Int64": 4}  # Feast ValueType numbers
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:  # most lengths and small counts: no loop
+        return _ONE_BYTE[value]
     value &= (1 << 64) - 1  # negative integers are ten bytes, as protobuf encodes int64
-    out = bytearray()
+    out = []
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
@@ -95,34 +101,75 @@ def order_field(view: str) -> bytes:
     return f"_skl:{view}".encode()
 
 
-def encode_timestamp(event_us: int) -> bytes:
-    """A ``google.protobuf.Timestamp`` (zero fields omitted, as protobuf does)."""
-    seconds, micros = divmod(event_us, 1_000_000)
-    out = b"\x08" + _varint(seconds) if seconds else b""
-    return out + (b"\x10" + _varint(micros * 1000) if micros else b"")
+def encode_timestamps(event_us: pl.Series) -> list[bytes]:
+    """A ``google.protobuf.Timestamp`` per event time in µs (zero fields omitted, as protobuf does)."""
+    seconds, micros = np.divmod(event_us.cast(pl.Int64).to_numpy(), 1_000_000)
+    return [
+        a + b
+        for a, b in zip(
+            _tagged_varints(0x08, seconds, omit_zero=True),
+            _tagged_varints(0x10, micros * 1000, omit_zero=True),
+            strict=True,
+        )
+    ]
 
 
-def _encoder(dtype: pl.DataType) -> Any:
-    name = dtype_name(dtype)
-    if name == "Float64":
-        return lambda v: b"\x29" + struct.pack("<d", v)
-    if name == "Float32":
-        return lambda v: b"\x35" + struct.pack("<f", v)
-    if name == "Int64":
-        return lambda v: b"\x20" + _varint(v)
-    if name == "Int32":
-        return lambda v: b"\x18" + _varint(v)
-    if name == "Boolean":
-        return lambda v: b"\x38\x01" if v else b"\x38\x00"
-    if name == "String":
-        return lambda v: b"\x12" + _varint(len(raw := v.encode())) + raw
-    return lambda v: b"\x40" + _varint(int(v.timestamp()))  # Datetime: Feast keeps whole seconds
+_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)  # a 64-bit varint has at most ten 7-bit groups
+
+
+def _tagged_varints(tag: int, values: np.ndarray, *, omit_zero: bool = False) -> list[bytes]:
+    """``tag`` and the protobuf varint of each int64 (negatives as ten bytes, as protobuf encodes
+    int64 and int32), computed for the whole column at once; ``omit_zero`` gives b"" for 0."""
+    v = values.astype(np.int64).view(np.uint64)[:, None] >> _SHIFTS
+    lengths = np.maximum(1, (v > 0).sum(axis=1))
+    rows = np.empty((len(v), 11), np.uint8)
+    rows[:, 0] = tag
+    more = np.arange(10) < lengths[:, None] - 1  # a continuation bit on all but the last group
+    rows[:, 1:] = (v & np.uint64(0x7F)).astype(np.uint8) | (more.astype(np.uint8) << 7)
+    flat, width = rows.tobytes(), 11
+    encoded = [flat[i * width : i * width + 1 + n] for i, n in enumerate(lengths.tolist())]
+    return (
+        [b"" if zero else e for e, zero in zip(encoded, (values == 0).tolist(), strict=True)]
+        if omit_zero
+        else encoded
+    )
+
+
+def _fixed(tag: int, values: np.ndarray) -> list[bytes]:
+    """``tag`` and each value's little-endian bytes (doubles, floats)."""
+    width = 1 + values.dtype.itemsize
+    rows = np.empty((len(values), width), np.uint8)
+    rows[:, 0] = tag
+    rows[:, 1:] = values.view(np.uint8).reshape(len(values), width - 1)
+    flat = rows.tobytes()
+    return [flat[i : i + width] for i in range(0, len(flat), width)]
+
+
+def _whole_seconds(series: pl.Series) -> np.ndarray:
+    """Feast keeps whole seconds of a datetime, truncated toward zero (``int(ts.timestamp())``)."""
+    us = series.dt.epoch("us").to_numpy()
+    return np.where(us < 0, -((-us) // 1_000_000), us // 1_000_000)
+
+
+#: Column encoders: the serialized ``ValueProto`` of every (non-null) value of a column.
+_COLUMN_ENCODERS: dict[str, Callable[[pl.Series], list[bytes]]] = {
+    "Float64": lambda s: _fixed(0x29, s.to_numpy().astype("<f8")),
+    "Float32": lambda s: _fixed(0x35, s.to_numpy().astype("<f4")),
+    "Int64": lambda s: _tagged_varints(0x20, s.to_numpy()),
+    "Int32": lambda s: _tagged_varints(0x18, s.to_numpy()),
+    "Boolean": lambda s: [b"\x38\x01" if v else b"\x38\x00" for v in s.to_list()],
+    "String": lambda s: [b"\x12" + _varint(len(raw := v.encode())) + raw for v in s.to_list()],
+    "Datetime": lambda s: _tagged_varints(0x40, _whole_seconds(s)),
+}
 
 
 def encode_values(series: pl.Series) -> list[bytes]:
     """Serialized ``ValueProto`` of each value; a null is the empty message, as Feast writes it."""
-    encode = _encoder(series.dtype)
-    return [b"" if v is None else encode(v) for v in series.to_list()]
+    encode = _COLUMN_ENCODERS[dtype_name(series.dtype)]
+    if not series.null_count():
+        return encode(series)
+    present = iter(encode(series.drop_nulls()))
+    return [b"" if null else next(present) for null in series.is_null().to_list()]
 
 
 def decode_value(raw: bytes | None, dtype: pl.DataType) -> Any:
