@@ -86,14 +86,12 @@ class OnlineRead:
         values: list[list[Any]] = []
         statuses: list[list[str]] = []
         stamps: list[list[datetime | None]] = []
-        for read, rows in zip(self.reads, split_replies(self.reads, replies), strict=True):
-            times = [
-                None if r.event_us is None else datetime.fromtimestamp(r.event_us / 1e6, UTC) for r in rows
-            ]
+        for read, columns in zip(self.reads, split_replies(self.reads, replies), strict=True):
+            times = [None if us is None else datetime.fromtimestamp(us / 1e6, UTC) for us in columns.event_us]
             for feature in self.wanted[read.view]:
                 names.append(f"{read.view}__{feature}" if self.full_feature_names else feature)
-                values.append([r.values[feature] for r in rows])
-                statuses.append([r.statuses[feature] for r in rows])
+                values.append(columns.values[feature])
+                statuses.append(columns.statuses[feature])
                 stamps.append(times)
         return OnlineResult(names, values, statuses, stamps, self.versions)
 

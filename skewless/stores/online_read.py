@@ -30,6 +30,7 @@ __all__ = [
     "PRESENT",
     "READ_SCRIPT",
     "OnlineRow",
+    "ViewColumns",
     "ViewRead",
     "execute_reads",
     "feature_view_read",
@@ -53,12 +54,29 @@ class OnlineRow:
 
 
 @dataclass(frozen=True)
+class ViewColumns:
+    """Features of one view for a list of entities, column by column (a read's result shape)."""
+
+    values: dict[str, list[Any]]
+    statuses: dict[str, list[str]]
+    event_us: list[int | None]
+
+    @classmethod
+    def from_rows(cls, features: Sequence[str], rows: Sequence[OnlineRow]) -> ViewColumns:
+        return cls(
+            {f: [r.values[f] for r in rows] for f in features},
+            {f: [r.statuses[f] for r in rows] for f in features},
+            [r.event_us for r in rows],
+        )
+
+
+@dataclass(frozen=True)
 class ViewRead:
-    """The Redis commands that read some entities of one view, and how their replies become rows."""
+    """The Redis commands that read some entities of one view, and how their replies become columns."""
 
     view: str
     commands: list[tuple[Any, ...]]
-    decode: Callable[[Sequence[Any]], list[OnlineRow]]
+    decode: Callable[[Sequence[Any]], ViewColumns]
 
 
 #: Run read commands and, when ARGV[1] names a stream, log the request (ARGV[2]) with the raw
@@ -105,13 +123,13 @@ def run_commands(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> li
         raise StoreError(f"online read failed: {exc}") from exc
 
 
-def execute_reads(client: redis.Redis, reads: Sequence[ViewRead]) -> list[list[OnlineRow]]:
-    """Run ``reads`` in one round trip; rows per read, in order."""
+def execute_reads(client: redis.Redis, reads: Sequence[ViewRead]) -> list[ViewColumns]:
+    """Run ``reads`` in one round trip; columns per read, in order."""
     return split_replies(reads, run_commands(client, [c for read in reads for c in read.commands]))
 
 
-def split_replies(reads: Sequence[ViewRead], replies: Sequence[Any]) -> list[list[OnlineRow]]:
-    """Each read's rows from the replies of all their commands, run in order."""
+def split_replies(reads: Sequence[ViewRead], replies: Sequence[Any]) -> list[ViewColumns]:
+    """Each read's columns from the replies of all their commands, run in order."""
     rows, start = [], 0
     for read in reads:
         rows.append(read.decode(replies[start : start + len(read.commands)]))
@@ -182,18 +200,27 @@ def feature_view_read(plan: ViewPlan, entities: Sequence[Sequence[Any]], at_us: 
         commands.extend(("HGETALL", tile_key(tag, g, s)) for g, starts in tiles.items() for s in starts)
         commands.extend(("SUNION", *[set_key(tag, a.name, s) for s in starts]) for a, starts in distinct)
 
-    def decode(replies: Sequence[Any]) -> list[OnlineRow]:
+    def rows(replies: Sequence[Any]) -> list[OnlineRow]:
         it = iter(replies)
         return [_row(plan, tiles, it, at_us) for _ in entities]
 
-    return ViewRead(plan.name, commands, decode)
+    features = [a.name for a in plan.aggregations]
+    return ViewRead(plan.name, commands, lambda replies: ViewColumns.from_rows(features, rows(replies)))
 
 
 def read_feature_view(
     client: redis.Redis, plan: ViewPlan, entities: Sequence[Sequence[Any]], at_us: int
 ) -> list[OnlineRow]:
-    """The windowed features of ``plan`` for each entity key, as of ``at_us``."""
-    return execute_reads(client, [feature_view_read(plan, entities, at_us)])[0]
+    """The windowed features of ``plan`` for each entity key, as of ``at_us``, row by row."""
+    columns = execute_reads(client, [feature_view_read(plan, entities, at_us)])[0]
+    return [
+        OnlineRow(
+            {f: v[i] for f, v in columns.values.items()},
+            {f: s[i] for f, s in columns.statuses.items()},
+            columns.event_us[i],
+        )
+        for i in range(len(entities))
+    ]
 
 
 def _as_dict(flat: list[bytes]) -> dict[bytes, bytes]:
