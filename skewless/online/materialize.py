@@ -105,6 +105,9 @@ def materialize_view(
         clear_view(client, plan)
         _set_latest(client, plan, events, now_us)
         events = events.filter(pl.col("__event_us") >= now_us - plan.max_window_us)
+    # Each batch costs one script per entity in it: with each entity's events together (in
+    # arrival order), an entity spans one batch, not every batch its events are spread over.
+    events = events.sort([*plan.join_keys, "__ingest_us", "__ord"])
     executor = IncrementalExecutor(client)
     applied = 0
     for start in range(0, events.height, _REPLAY_BATCH):
