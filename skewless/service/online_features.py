@@ -33,7 +33,15 @@ from skewless.service.redis_pipe import RedisPipe, pack
 from skewless.service.serving_log import LOG_STREAM, log_header
 from skewless.stores.online_read import READ_SCRIPT, script_args
 
-__all__ = ["MAX_BODY_BYTES", "OnlineFeatures", "OnlineFeaturesRequest", "error_answer", "json_answer"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "TOO_LARGE",
+    "OnlineFeatures",
+    "OnlineFeaturesRequest",
+    "error_answer",
+    "json_answer",
+    "send_answer",
+]
 
 _EPOCH = "1970-01-01T00:00:00Z"
 #: Largest request body accepted (bytes); larger ones get 413, unread when they declare their size.
@@ -207,22 +215,7 @@ class OnlineFeatures:
             features, body.entities, full_feature_names=body.full_feature_names, at=at
         )
         request_id = body.request_id or os.urandom(16).hex()  # as random as uuid4, cheaper
-        draw = random.random()  # one draw per request: views with equal rates are logged together
-        logged = [view for view in read.versions if self.store.plans[view].log_sample_rate > draw]
-        header = (
-            b""
-            if not logged
-            else log_header(
-                request_id,
-                at,
-                features,
-                body.entities,
-                body.full_feature_names,
-                read.versions,
-                body.client_features,
-                logged,
-            )
-        )
+        header = self._log_header(body, features, read, request_id, at)
         result = read.result(await self._read_and_log(read, header))  # logged before the answer
         for status, count in collections.Counter(s for col in result.statuses for s in col).items():
             self._served[status].inc(count)
@@ -232,3 +225,28 @@ class OnlineFeatures:
             "request_id": request_id,
         }
         return 200, orjson.dumps(payload)
+
+    def _log_header(
+        self,
+        body: OnlineFeaturesRequest,
+        features: list[str],
+        read: OnlineRead,
+        request_id: str,
+        at: datetime,
+    ) -> bytes:
+        """The request part of the log entry, or b"" when no view's sample rate drew it (one draw
+        per request: views with equal rates are logged together)."""
+        draw = random.random()
+        logged = [view for view in read.versions if self.store.plans[view].log_sample_rate > draw]
+        if not logged:
+            return b""
+        return log_header(
+            request_id,
+            at,
+            features,
+            body.entities,
+            body.full_feature_names,
+            read.versions,
+            body.client_features,
+            logged,
+        )
