@@ -55,6 +55,10 @@ class _Replies(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
+            if not self.waiting:  # a reply nobody asked for: the stream is out of step, start over
+                if self.transport is not None:
+                    self.transport.abort()
+                return
             waiter, _ = self.waiting.popleft()
             if waiter.done():  # its caller was cancelled: the reply is dropped, order kept
                 continue
@@ -120,11 +124,16 @@ class RedisPipe:
                 _, protocol = await asyncio.wait_for(opening, _CONNECT_TIMEOUT_S)
             except (OSError, TimeoutError) as exc:
                 raise redis.ConnectionError(f"cannot connect to Redis: {exc or 'timed out'}") from exc
-            if options.get("password"):
-                credentials = [options["username"]] if options.get("username") else []
-                await _send(protocol, pack("AUTH", *credentials, options["password"]))
-            if options.get("db"):
-                await _send(protocol, pack("SELECT", options["db"]))
+            try:
+                if options.get("password"):
+                    credentials = [options["username"]] if options.get("username") else []
+                    await _send(protocol, pack("AUTH", *credentials, options["password"]))
+                if options.get("db"):
+                    await _send(protocol, pack("SELECT", options["db"]))
+            except BaseException:
+                if protocol.transport is not None:
+                    protocol.transport.close()  # refused (e.g. a wrong password): not kept open
+                raise
             self._protocol = protocol  # only now may requests use it: AUTH and SELECT came first
             return protocol
 
