@@ -208,6 +208,8 @@ def main() -> None:
         + _streaming(repo, redis_url)
         + [""]
         + _streaming(repo, redis_url, consumers=2)
+        + [""]
+        + _streaming(repo, redis_url, rate=5_000)  # below what one process sustains: the latency itself
     )
     write_section("Online store (materialization and streaming)", "\n".join(lines))
     print("\n".join(lines))
