@@ -31,12 +31,8 @@ _CONNECT_TIMEOUT_S = 2.0
 
 
 def pack(*args: bytes | str | int) -> bytes:
-    """A command in RESP, the Redis wire format."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+    """A command in RESP, the Redis wire format (packed by hiredis, in C)."""
+    return hiredis.pack_command(args)  # type: ignore[arg-type]  # its stub types a 1-tuple
 
 
 class _Replies(asyncio.Protocol):
