@@ -32,7 +32,8 @@ _CONNECT_TIMEOUT_S = 2.0
 
 def pack(*args: bytes | str | int) -> bytes:
     """A command in RESP, the Redis wire format (packed by hiredis, in C)."""
-    return hiredis.pack_command(args)  # type: ignore[arg-type]  # its stub types a 1-tuple
+    packed: bytes = hiredis.pack_command(args)  # type: ignore[arg-type]  # its stub types a 1-tuple
+    return packed
 
 
 class _Replies(asyncio.Protocol):
