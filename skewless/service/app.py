@@ -22,13 +22,13 @@ from skewless.feature_store import FeatureStore
 from skewless.service.auth import ApiKeys, AuthError, request_key
 from skewless.service.metrics import ServiceMetrics
 from skewless.service.online_features import (
-    MAX_BODY_BYTES,
     TOO_LARGE,
     OnlineFeatures,
     OnlineFeaturesRequest,
     error_answer,
     json_answer,
     send_answer,
+    too_large,
 )
 
 __all__ = ["PushRequest", "ServingApp", "create_app"]
@@ -93,13 +93,18 @@ class PushRequest(BaseModel):
     to: str = "online"
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": message})
+def _answer(status: int, body: bytes) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str) -> Response:
+    return _answer(*json_answer(status, message))
 
 
 class ServingApp:
     """The ASGI app: ``POST /get-online-features`` straight to ``online_features``, everything
-    else to the FastAPI app ``api``. A body declared over ``MAX_BODY_BYTES`` gets 413 unread."""
+    else to the FastAPI app ``api``. A body declared over ``MAX_BODY_BYTES`` gets 413 unread (the
+    hot path checks that with the headers it reads anyway)."""
 
     def __init__(self, api: FastAPI, online_features: OnlineFeatures) -> None:
         self.api = api
@@ -107,11 +112,10 @@ class ServingApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length", b"")
-            if length.isdigit() and int(length) > MAX_BODY_BYTES:
-                return await send_answer(send, *json_answer(413, TOO_LARGE))
             if scope["method"] == "POST" and scope["path"] == scope.get("root_path", "") + ONLINE_FEATURES:
-                return await self.online_features(scope, receive, send)
+                return await self.online_features(scope, receive, send)  # it checks the size itself
+            if too_large(dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")):
+                return await send_answer(send, *json_answer(413, TOO_LARGE))
         await self.api(scope, receive, send)
 
 
@@ -138,7 +142,7 @@ def create_app(store: FeatureStore, *, auth: bool = True) -> ServingApp:
     metrics = ServiceMetrics(store)
     online_features = OnlineFeatures(store, keys, metrics)
 
-    async def known_error(_: Request, exc: Exception) -> JSONResponse:
+    async def known_error(_: Request, exc: Exception) -> Response:
         status, message = error_answer(exc) or (500, "internal error")
         return _error(status, message)
 
@@ -155,8 +159,7 @@ def create_app(store: FeatureStore, *, auth: bool = True) -> ServingApp:
     async def get_online_features(request: Request) -> Response:
         # ServingApp answers this path before FastAPI; this route documents it, and answers
         # alike when the FastAPI app is mounted on its own.
-        status, body = await online_features.respond(await request.body(), request_key(request.headers))
-        return Response(body, status_code=status, media_type="application/json")
+        return _answer(*await online_features.respond(await request.body(), request_key(request.headers)))
 
     @app.post(
         "/push",

@@ -41,6 +41,7 @@ __all__ = [
     "error_answer",
     "json_answer",
     "send_answer",
+    "too_large",
 ]
 
 _EPOCH = "1970-01-01T00:00:00Z"
@@ -82,6 +83,11 @@ def error_answer(exc: Exception) -> tuple[int, str] | None:
     if isinstance(exc, redis.RedisError):
         return 503, f"online store unavailable: {exc}; retry shortly"
     return None
+
+
+def too_large(content_length: str) -> bool:
+    """Whether a request's declared size is over ``MAX_BODY_BYTES`` (answered 413, unread)."""
+    return content_length.isdigit() and int(content_length) > MAX_BODY_BYTES
 
 
 def json_answer(status: int, message: str) -> tuple[int, bytes]:
@@ -170,11 +176,12 @@ class OnlineFeatures:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
-        body = await _read_body(receive)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        declared_too_large = too_large(headers.get("content-length", ""))
+        body = None if declared_too_large else await _read_body(receive)
         if body is None:
             status, answer = json_answer(413, TOO_LARGE)
         else:
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             status, answer = await self.respond(body, request_key(headers))
         await send_answer(send, status, answer)
         self._latency.observe(time.perf_counter() - started)

@@ -53,11 +53,11 @@ class FeatureService:
         )
         if not projections:
             raise DefinitionError(f"{what}: features= must list views or view[['feature', ...]] selections.")
-        refs = [f"{p.view.name}:{f}" for p in projections for f in p.features]
+        object.__setattr__(self, "features", projections)
+        refs = self.refs
         twice = sorted({ref for ref in refs if refs.count(ref) > 1})
         if twice:
             raise DefinitionError(f"{what}: {', '.join(twice)} is listed twice; list each feature once.")
-        object.__setattr__(self, "features", projections)
         object.__setattr__(self, "tags", {str(k): str(v) for k, v in dict(self.tags).items()})
 
     @property
