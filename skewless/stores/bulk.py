@@ -1,53 +1,111 @@
 """Many write commands in few round trips, for materialization.
 
 redis-py's pipeline packs each command in Python and parses each reply through several layers;
-for a hundred thousand HSETs that cost more than Redis took to run them. Here each batch is
-packed by hiredis (in C) into one buffer, sent at once, and its replies read back in order on
-one connection. An error reply raises after the batch is read: nothing is left half-read on a
-connection that goes back to the pool.
+for a hundred thousand HSETs that cost more than Redis took to run them. Here a batch of
+commands is packed column-wise (``pack_commands``: one command per row, in the Redis protocol)
+and sent as one buffer; while Redis runs it, the caller encodes the next batch, whose sending
+is followed by reading the replies of the one before. Replies are parsed by hiredis straight
+from the socket and only counted, or raised when one is an error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
 import hiredis
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 
-__all__ = ["run_bulk"]
+from skewless.stores.byte_columns import join_rows
+
+__all__ = ["pack_commands", "run_bulk"]
+
+_READ_SIZE = 1 << 16
+
+
+def pack_commands(args: Sequence[bytes | pa.Array]) -> pa.Array:
+    """One command per row, in the Redis protocol: each argument is the same ``bytes`` in every
+    row or a column (no nulls) with a row's own value."""
+    parts: list[bytes | pa.Array] = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, bytes):
+            parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+            continue
+        if arg.null_count:
+            raise ValueError("a command argument column has nulls")
+        lengths = pc.binary_length(arg)
+        low, high = pc.min_max(lengths).values()
+        if low == high:  # equally long in every row (numbers, ids, keys): a constant prefix
+            parts += [b"$%d\r\n" % low.as_py(), arg, b"\r\n"]
+        else:
+            parts += [b"$", pc.cast(lengths, pa.large_string()), b"\r\n", arg, b"\r\n"]
+    return join_rows(parts)
 
 
 def run_bulk(
-    client: redis.Redis,
-    commands: Sequence[tuple[Any, ...]],
-    *,
-    batch: int = 5_000,
-    on_batch: Callable[[int], None] = lambda done: None,
+    client: redis.Redis, batches: Iterable[pa.Array], *, on_batch: Callable[[int], None] = lambda done: None
 ) -> int:
-    """Run ``commands`` in order, ``batch`` per round trip; returns how many ran.
+    """Run each batch of packed commands (``pack_commands``) in order, one round trip each, the
+    next batch sent before the replies of the last are read; returns how many commands ran.
 
     ``on_batch(done)`` follows every batch. Raises ``redis.RedisError`` for a lost connection or
-    the first error reply (the batches before it were applied)."""
+    the first error reply (the batches before it, and the one after it, were applied)."""
     pool = client.connection_pool
     connection = pool.get_connection()
+    reader = hiredis.Reader()
+    in_flight = done = 0
     try:
-        for start in range(0, len(commands), batch):
-            chunk = commands[start : start + batch]
-            packed = b"".join([hiredis.pack_command(c) for c in chunk])
-            connection.send_packed_command([packed])  # type: ignore[no-untyped-call]
-            errors = []
-            for _ in chunk:
-                try:
-                    connection.read_response()  # type: ignore[no-untyped-call]
-                except redis.ResponseError as exc:  # its reply was read: the next ones follow in order
-                    errors.append(exc)
-            if errors:
-                raise errors[0]
-            on_batch(start + len(chunk))
+        for batch in batches:
+            _send(connection, batch)
+            if in_flight:
+                _read_replies(connection, reader, in_flight)
+                done += in_flight
+                on_batch(done)
+            in_flight = len(batch)
+        if in_flight:
+            _read_replies(connection, reader, in_flight)
+            done += in_flight
+            on_batch(done)
     except BaseException:
-        connection.disconnect()  # type: ignore[no-untyped-call]  # no replies left in flight
+        connection.disconnect()  # type: ignore[no-untyped-call]  # replies may be left in flight
         raise
     finally:
         pool.release(connection)
-    return len(commands)
+    return done
+
+
+def _send(connection: redis.Connection, batch: pa.Array) -> None:
+    """The batch's rows are contiguous in its data buffer: it goes out as one zero-copy slice."""
+    offsets = np.frombuffer(batch.buffers()[1], dtype=np.int64, count=len(batch) + 1, offset=batch.offset * 8)
+    data = memoryview(batch.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
+    try:
+        connection._sock.sendall(data)  # type: ignore[union-attr]  # redis-py keeps no public socket
+    except OSError as exc:
+        raise redis.ConnectionError(f"writing to Redis: {exc}") from exc
+
+
+def _receive(connection: redis.Connection) -> bytes:
+    try:
+        chunk: bytes = connection._sock.recv(_READ_SIZE)  # type: ignore[union-attr]
+    except OSError as exc:
+        raise redis.ConnectionError(f"reading from Redis: {exc}") from exc
+    if not chunk:
+        raise redis.ConnectionError("Redis closed the connection during a bulk write")
+    return chunk
+
+
+def _read_replies(connection: redis.Connection, reader: hiredis.Reader, count: int) -> None:
+    """Read ``count`` replies; raise the first error reply once all of them are read."""
+    error = None
+    while count:
+        reply = reader.gets()
+        if reply is False:
+            reader.feed(_receive(connection))
+            continue
+        if isinstance(reply, hiredis.ReplyError) and error is None:
+            error = redis.ResponseError(str(reply))
+        count -= 1
+    if error is not None:
+        raise error

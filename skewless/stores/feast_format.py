@@ -21,7 +21,10 @@ from typing import Any
 import mmh3
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from skewless.stores.byte_columns import BYTES, fixed_width, join_rows, variable_width
 from skewless.transforms.dtypes import dtype_name
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "value_decoder",
     "encode_entity_key",
     "entity_key_encoder",
+    "encode_entity_keys",
     "encode_timestamps",
     "encode_values",
     "feature_field",
@@ -38,21 +42,6 @@ __all__ = [
 ]
 
 _ENTITY_VALUE_TYPES = {"String": 2, "Int32": 3, "Int64": 4}  # Feast ValueType numbers
-
-
-_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
-
-
-def _varint(value: int) -> bytes:
-    if 0 <= value < 0x80:  # most lengths and small counts: no loop
-        return _ONE_BYTE[value]
-    value &= (1 << 64) - 1  # negative integers are ten bytes, as protobuf encodes int64
-    out = []
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def encode_entity_key(
@@ -71,19 +60,49 @@ def _entity_value(name: str) -> Callable[[Any], bytes]:
     return lambda v: prefix + struct.pack(layout, int(v))
 
 
+def _key_head(join_keys: Sequence[str]) -> tuple[list[int], bytes]:
+    """Feast sorts the join keys by name: their order, and the bytes naming them."""
+    order = sorted(range(len(join_keys)), key=lambda i: join_keys[i])
+    head = struct.pack("<I", len(order)) + b"".join(
+        struct.pack("<II", 2, len(raw)) + raw for raw in (join_keys[i].encode() for i in order)
+    )
+    return order, head
+
+
 @functools.cache
 def entity_key_encoder(
     join_keys: tuple[str, ...], dtype_names: tuple[str, ...], project: str
 ) -> Callable[[Sequence[Any]], bytes]:
     """``encode_entity_key`` for one view's keys, with everything but the values done once
     (cached: reads encode a key per entity row)."""
-    order = sorted(range(len(join_keys)), key=lambda i: join_keys[i])
-    head = struct.pack("<I", len(order)) + b"".join(
-        struct.pack("<II", 2, len(raw)) + raw for raw in (join_keys[i].encode() for i in order)
-    )
+    order, head = _key_head(join_keys)
     encoders = [(i, _entity_value(dtype_names[i])) for i in order]
     tail = project.encode()
     return lambda values: b"".join([head, *(encode(values[i]) for i, encode in encoders), tail])
+
+
+def encode_entity_keys(
+    frame: pl.DataFrame, join_keys: Sequence[str], dtypes: Sequence[pl.DataType], project: str
+) -> pa.Array:
+    """``encode_entity_key`` of every row of ``frame`` (its ``join_keys`` columns), column-wise."""
+    order, head = _key_head(join_keys)
+    parts: list[bytes | pa.Array] = [head]
+    for i in order:
+        column = frame[join_keys[i]].cast(dtypes[i])
+        name = dtype_name(dtypes[i])
+        if name == "String":
+            raw = column.to_arrow()
+            lengths = pc.binary_length(raw).to_numpy().astype("<u4")
+            parts += [struct.pack("<I", _ENTITY_VALUE_TYPES[name]), _little_endian(lengths), raw]
+        else:
+            layout = "<i4" if name == "Int32" else "<i8"
+            values = column.to_numpy().astype(layout)
+            parts += [struct.pack("<II", _ENTITY_VALUE_TYPES[name], values.itemsize), _little_endian(values)]
+    return join_rows([*parts, project.encode()])
+
+
+def _little_endian(values: np.ndarray) -> pa.Array:
+    return fixed_width(values.view(np.uint8).reshape(len(values), values.itemsize))
 
 
 @functools.cache
@@ -101,48 +120,45 @@ def order_field(view: str) -> bytes:
     return f"_skl:{view}".encode()
 
 
-def encode_timestamps(event_us: pl.Series) -> list[bytes]:
+def encode_timestamps(event_us: pl.Series) -> pa.Array:
     """A ``google.protobuf.Timestamp`` per event time in µs (zero fields omitted, as protobuf does)."""
     seconds, micros = np.divmod(event_us.cast(pl.Int64).to_numpy(), 1_000_000)
-    return [
-        a + b
-        for a, b in zip(
-            _tagged_varints(0x08, seconds, omit_zero=True),
-            _tagged_varints(0x10, micros * 1000, omit_zero=True),
-            strict=True,
-        )
-    ]
+    return join_rows([
+        _tagged_varints(0x08, seconds, omit_zero=True),
+        _tagged_varints(0x10, micros * 1000, omit_zero=True),
+    ])  # fmt: skip
 
 
 _SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)  # a 64-bit varint has at most ten 7-bit groups
 
 
-def _tagged_varints(tag: int, values: np.ndarray, *, omit_zero: bool = False) -> list[bytes]:
+def _tagged_varints(tag: int, values: np.ndarray, *, omit_zero: bool = False) -> pa.Array:
     """``tag`` and the protobuf varint of each int64 (negatives as ten bytes, as protobuf encodes
-    int64 and int32), computed for the whole column at once; ``omit_zero`` gives b"" for 0."""
+    int64 and int32); ``omit_zero`` gives b"" for 0."""
     v = values.astype(np.int64).view(np.uint64)[:, None] >> _SHIFTS
-    lengths = np.maximum(1, (v > 0).sum(axis=1))
+    groups = np.maximum(1, (v > 0).sum(axis=1))
     rows = np.empty((len(v), 11), np.uint8)
     rows[:, 0] = tag
-    more = np.arange(10) < lengths[:, None] - 1  # a continuation bit on all but the last group
+    more = np.arange(10) < groups[:, None] - 1  # a continuation bit on all but the last group
     rows[:, 1:] = (v & np.uint64(0x7F)).astype(np.uint8) | (more.astype(np.uint8) << 7)
-    flat, width = rows.tobytes(), 11
-    encoded = [flat[i * width : i * width + 1 + n] for i, n in enumerate(lengths.tolist())]
-    return (
-        [b"" if zero else e for e, zero in zip(encoded, (values == 0).tolist(), strict=True)]
-        if omit_zero
-        else encoded
-    )
+    lengths = 1 + groups
+    if omit_zero:
+        lengths[values == 0] = 0
+    return variable_width(rows, lengths)
 
 
-def _fixed(tag: int, values: np.ndarray) -> list[bytes]:
-    """``tag`` and each value's little-endian bytes (doubles, floats)."""
-    width = 1 + values.dtype.itemsize
-    rows = np.empty((len(values), width), np.uint8)
+def _fixed(tag: int, values: np.ndarray) -> pa.Array:
+    """``tag`` and each value's little-endian bytes (doubles, floats, booleans)."""
+    rows = np.empty((len(values), 1 + values.dtype.itemsize), np.uint8)
     rows[:, 0] = tag
-    rows[:, 1:] = values.view(np.uint8).reshape(len(values), width - 1)
-    flat = rows.tobytes()
-    return [flat[i : i + width] for i in range(0, len(flat), width)]
+    rows[:, 1:] = values.view(np.uint8).reshape(len(values), values.dtype.itemsize)
+    return fixed_width(rows)
+
+
+def _strings(tag: int, series: pl.Series) -> pa.Array:
+    """``tag``, the UTF-8 length as a varint, then the bytes."""
+    raw = series.to_arrow()
+    return join_rows([_tagged_varints(tag, pc.binary_length(raw).to_numpy()), raw])
 
 
 def _whole_seconds(series: pl.Series) -> np.ndarray:
@@ -151,25 +167,27 @@ def _whole_seconds(series: pl.Series) -> np.ndarray:
     return np.where(us < 0, -((-us) // 1_000_000), us // 1_000_000)
 
 
-#: Column encoders: the serialized ``ValueProto`` of every (non-null) value of a column.
-_COLUMN_ENCODERS: dict[str, Callable[[pl.Series], list[bytes]]] = {
+#: Column encoders: the serialized ``ValueProto`` of every value of a column without nulls.
+_COLUMN_ENCODERS: dict[str, Callable[[pl.Series], pa.Array]] = {
     "Float64": lambda s: _fixed(0x29, s.to_numpy().astype("<f8")),
     "Float32": lambda s: _fixed(0x35, s.to_numpy().astype("<f4")),
     "Int64": lambda s: _tagged_varints(0x20, s.to_numpy()),
     "Int32": lambda s: _tagged_varints(0x18, s.to_numpy()),
-    "Boolean": lambda s: [b"\x38\x01" if v else b"\x38\x00" for v in s.to_list()],
-    "String": lambda s: [b"\x12" + _varint(len(raw := v.encode())) + raw for v in s.to_list()],
+    "Boolean": lambda s: _fixed(0x38, s.to_numpy().astype(np.uint8)),
+    "String": lambda s: _strings(0x12, s),
     "Datetime": lambda s: _tagged_varints(0x40, _whole_seconds(s)),
 }
 
 
-def encode_values(series: pl.Series) -> list[bytes]:
+def encode_values(series: pl.Series) -> pa.Array:
     """Serialized ``ValueProto`` of each value; a null is the empty message, as Feast writes it."""
     encode = _COLUMN_ENCODERS[dtype_name(series.dtype)]
     if not series.null_count():
         return encode(series)
-    present = iter(encode(series.drop_nulls()))
-    return [b"" if null else next(present) for null in series.is_null().to_list()]
+    present = pa.concat_arrays([encode(series.drop_nulls()), pa.array([b""], BYTES)])
+    nulls = series.is_null().to_numpy()
+    slots = np.where(nulls, len(present) - 1, np.cumsum(~nulls) - 1)  # a null takes the b"" at the end
+    return present.take(pa.array(slots))
 
 
 def decode_value(raw: bytes | None, dtype: pl.DataType) -> Any:

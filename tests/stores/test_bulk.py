@@ -1,33 +1,77 @@
-"""Bulk writes against the real Redis: order kept, progress reported, an error reply raised after
-its batch is read, and the connection left clean for the next caller."""
+"""Bulk writes against the real Redis: commands packed as hiredis packs them, order kept,
+progress reported, an error reply raised after its batch is read, and the connection left clean
+for the next caller."""
 
 from __future__ import annotations
 
+import hiredis
+import pyarrow as pa
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
-from skewless.stores.bulk import run_bulk
+from skewless.stores.bulk import pack_commands, run_bulk
+
+_ARG = st.one_of(
+    st.binary(max_size=40).map(lambda b: ("same", b)),
+    st.binary(min_size=3, max_size=3).map(lambda b: ("same-width", b)),
+    st.just(("column", None)),
+)
 
 
-def test_commands_run_in_order_with_progress(isolated_redis_url: str) -> None:
+@given(st.integers(1, 30), st.lists(_ARG, min_size=1, max_size=8), st.data())
+def test_packed_rows_are_the_redis_protocol(
+    height: int, kinds: list[tuple[str, bytes | None]], data: st.DataObject
+) -> None:
+    args: list[bytes | pa.Array] = [b"COLUMN-FIRST"]
+    columns = [[] for _ in range(height)]  # each row's arguments, as hiredis takes them
+    for kind, constant in kinds:
+        if kind == "same":
+            args.append(constant)  # type: ignore[arg-type]
+            values = [constant] * height
+        else:
+            width = st.binary(min_size=3, max_size=3) if kind == "same-width" else st.binary(max_size=300)
+            values = data.draw(st.lists(width, min_size=height, max_size=height))
+            args.append(pa.array(values, pa.large_binary()))
+        for row, value in zip(columns, values, strict=True):
+            row.append(value)
+    args.append(pa.array([b"last"] * height, pa.binary()))
+    packed = pack_commands(args)
+    assert packed.to_pylist() == [hiredis.pack_command((b"COLUMN-FIRST", *row, b"last")) for row in columns]
+
+
+def test_a_column_with_nulls_is_refused() -> None:
+    with pytest.raises(ValueError, match="nulls"):
+        pack_commands([b"SET", pa.array([b"k", None])])
+
+
+def _rpush(values: range) -> pa.Array:
+    return pack_commands([b"RPUSH", b"order", pa.array([str(i).encode() for i in values])])
+
+
+def test_batches_run_in_order_with_progress(isolated_redis_url: str) -> None:
     client = redis.Redis.from_url(isolated_redis_url)
     done: list[int] = []
-    commands = [("RPUSH", "order", i) for i in range(12_345)]
-    assert run_bulk(client, commands, batch=5_000, on_batch=done.append) == 12_345
+    batches = [_rpush(range(0, 5_000)), _rpush(range(5_000, 10_000)), _rpush(range(10_000, 12_345))]
+    assert run_bulk(client, batches, on_batch=done.append) == 12_345
     assert [int(x) for x in client.lrange("order", 0, -1)] == list(range(12_345))
     assert done == [5_000, 10_000, 12_345]
+    assert run_bulk(client, []) == 0
+
+
+def test_a_sliced_batch_sends_only_its_rows(isolated_redis_url: str) -> None:
+    client = redis.Redis.from_url(isolated_redis_url)
+    assert run_bulk(client, [_rpush(range(10)).slice(3, 4)]) == 4
+    assert client.lrange("order", 0, -1) == [b"3", b"4", b"5", b"6"]
 
 
 def test_an_error_reply_raises_and_the_connection_stays_usable(isolated_redis_url: str) -> None:
     client = redis.Redis.from_url(isolated_redis_url, single_connection_client=False)
     client.set("text", "not a hash")
-    commands = [("HSET", f"h{i}", "f", i) for i in range(10)] + [
-        ("HSET", "text", "f", 1),
-        ("SET", "after", 1),
-    ]
+    keys = [f"h{i}".encode() for i in range(10)] + [b"text", b"after"]
+    batch = pack_commands([b"HSET", pa.array(keys), b"f", b"1"])
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        run_bulk(client, commands)
-    assert (
-        client.hget("h9", "f") == b"9" and client.get("after") == b"1"
-    )  # the batch ran; Redis does not roll back
+        run_bulk(client, [batch])
+    assert client.hget("h9", "f") == b"1" and client.hget("after", "f") == b"1"  # Redis does not roll back
     assert client.ping() and client.get("text") == b"not a hash"  # no stray replies on the pooled connection

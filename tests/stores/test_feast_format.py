@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from skewless.stores.feast_format import (
     _parse_value,
     encode_entity_key,
+    encode_entity_keys,
     encode_timestamps,
     encode_values,
     value_decoder,
@@ -38,14 +39,14 @@ VALUES = {
 def test_fast_decoders_equal_protobuf(case: tuple[str, list[object]]) -> None:
     name, values = case
     dtype = VALUES[name][0]
-    for raw in encode_values(pl.Series(values + [None], dtype=dtype)):
+    for raw in encode_values(pl.Series(values + [None], dtype=dtype)).to_pylist():
         expected = _parse_value(raw) if raw else None
         assert value_decoder(name)(raw) == expected
 
 
 def test_unexpected_bytes_take_the_protobuf_path() -> None:
     # An int64 written by another writer as a float field still decodes (protobuf decides).
-    assert value_decoder("Int64")(encode_values(pl.Series([2.5]))[0]) == 2.5
+    assert value_decoder("Int64")(encode_values(pl.Series([2.5]))[0].as_py()) == 2.5
     assert value_decoder("String")(b"") is None
 
 
@@ -64,7 +65,7 @@ def test_encoders_write_what_feast_writes(case: tuple[str, list[object]]) -> Non
     from feast.value_type import ValueType
 
     name, values = case
-    ours = encode_values(pl.Series(values + [None], dtype=VALUES[name][0]))
+    ours = encode_values(pl.Series(values + [None], dtype=VALUES[name][0])).to_pylist()
     theirs = python_values_to_proto_values(values + [None], ValueType[_FEAST_TYPES[name]])
     assert ours == [v.SerializeToString() for v in theirs]
 
@@ -76,7 +77,7 @@ def test_timestamps_are_protobuf_timestamps(event_us: list[int]) -> None:
     expected = [
         Timestamp(seconds=us // 10**6, nanos=us % 10**6 * 1000).SerializeToString() for us in event_us
     ]
-    assert encode_timestamps(pl.Series(event_us, dtype=pl.Int64)) == expected
+    assert encode_timestamps(pl.Series(event_us, dtype=pl.Int64)).to_pylist() == expected
 
 
 @given(st.text(max_size=50), st.integers(-(2**63), 2**63 - 1))
@@ -92,3 +93,15 @@ def test_entity_keys_are_feasts(card: str, merchant: int) -> None:
     expected = serialize_entity_key(key, entity_key_serialization_version=3) + b"proj"
     ours = encode_entity_key(["merchant_id", "card_id"], [merchant, card], [pl.Int64(), pl.String()], "proj")
     assert ours == expected
+
+
+@given(
+    st.lists(
+        st.tuples(st.text(max_size=30), st.integers(-(2**31), 2**31 - 1), st.integers(-(2**63), 2**63 - 1))
+    )
+)
+def test_keys_encoded_by_column_equal_keys_encoded_one_by_one(rows: list[tuple[str, int, int]]) -> None:
+    join_keys, dtypes = ["card_id", "shard", "merchant_id"], [pl.String(), pl.Int32(), pl.Int64()]
+    frame = pl.DataFrame(rows, schema=dict(zip(join_keys, dtypes, strict=True)), orient="row")
+    ours = encode_entity_keys(frame, join_keys, dtypes, "proj").to_pylist()
+    assert ours == [encode_entity_key(join_keys, row, dtypes, "proj") for row in rows]
