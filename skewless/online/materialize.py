@@ -1,8 +1,9 @@
 """Materialization: load history into the online store, fully or from the last watermark.
 
 A full run recomputes everything as of now: plain views get each entity's latest row (in
-Feast's format); windowed views are cleared, then the events still inside some window are
-replayed through the incremental executor and every entity's latest event time is set. Re-running
+Feast's format); windowed views are cleared, every entity's latest event time is set, and the
+state the events still inside some window leave is written in bulk (online/history.py: what a
+replay through the incremental executor would leave, without a script per entity). Re-running
 an interrupted full run simply starts over. An incremental run applies the events ingested since
 the watermark; if it is interrupted, re-running it re-applies them, and the recorded event ids
 make that a no-op for those already applied.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import polars as pl
 import redis
 
+from skewless.online.history import write_history
 from skewless.online.plain import write_plain_rows
 from skewless.stores.redis_layout import entity_tag, latest_key
 from skewless.transforms.batch import BatchExecutor
@@ -101,13 +103,17 @@ def materialize_view(
             on_batch=lambda n: on_progress(n, rows.height),
         )
         return MaterializeResult(plan.name, written, new_watermark)
+    # Each entity's events together, in arrival order: the bulk writer needs it, and a replay
+    # batch then costs one script per entity in it, not one per batch its events spread over.
+    events = events.sort([*plan.join_keys, "__ingest_us", "__ord"])
     if watermark_us is None:
         clear_view(client, plan)
         _set_latest(client, plan, events, now_us)
-        events = events.filter(pl.col("__event_us") >= now_us - plan.max_window_us)
-    # Each batch costs one script per entity in it: with each entity's events together (in
-    # arrival order), an entity spans one batch, not every batch its events are spread over.
-    events = events.sort([*plan.join_keys, "__ingest_us", "__ord"])
+        recent = events.filter(pl.col("__event_us") >= now_us - plan.max_window_us)
+        written = write_history(
+            client, plan, recent.select(*plan.source.columns, "__ingest_us", "__ord"), on_progress=on_progress
+        )
+        return MaterializeResult(plan.name, written, new_watermark)
     executor = IncrementalExecutor(client)
     applied = 0
     for start in range(0, events.height, _REPLAY_BATCH):

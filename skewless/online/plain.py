@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import polars as pl
@@ -36,6 +37,7 @@ from skewless.transforms.dtypes import dtype_name
 
 __all__ = ["plain_view_read", "write_plain_rows"]
 
+_WRITE_SHA = hashlib.sha1(WRITE_SCRIPT.encode()).hexdigest().encode()
 _BATCH = 10_000  # rows per round trip: about 2.5 MB of commands for a 6-feature view
 
 
@@ -53,15 +55,25 @@ def write_plain_rows(
     ``newer_only`` compares with the stored event time and keeps the newer row (streams);
     a full materialization, which computed the latest rows itself, overwrites directly.
     """
-    head = [b"EVALSHA", client.script_load(WRITE_SCRIPT).encode(), b"1"] if newer_only else [b"HSET"]
-    batches = (
-        pack_commands([*head, *_row_args(plan, project, rows.slice(start, _BATCH), newer_only=newer_only)])
-        for start in range(0, rows.height, _BATCH)
-    )
+    if newer_only:
+        client.script_load(WRITE_SCRIPT)
     try:
-        return run_bulk(client, batches, on_batch=on_batch)
+        return run_bulk(
+            client, encoded_batches(plan, project, rows, newer_only=newer_only), on_batch=on_batch
+        )
     except redis.RedisError as exc:
         raise StoreError(f"view '{plan.name}': writing to Redis failed: {exc}") from exc
+
+
+def encoded_batches(
+    plan: ViewPlan, project: str, rows: pl.DataFrame, *, newer_only: bool
+) -> Iterator[pa.Array]:
+    """The packed commands that write ``rows``, a batch at a time (encoded as they are asked for,
+    so encoding overlaps with Redis running the batch before)."""
+    head = [b"EVALSHA", _WRITE_SHA, b"1"] if newer_only else [b"HSET"]
+    for start in range(0, rows.height, _BATCH):
+        chunk = rows.slice(start, _BATCH)
+        yield pack_commands([*head, *_row_args(plan, project, chunk, newer_only=newer_only)])
 
 
 def _row_args(

@@ -10,6 +10,7 @@ from the socket and only counted, or raised when one is an error.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
 import hiredis
@@ -18,17 +19,42 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
-from skewless.stores.byte_columns import join_rows
+from skewless.stores.byte_columns import BYTES, decimal_text, join_rows
 
-__all__ = ["pack_commands", "run_bulk"]
+__all__ = ["pack_commands", "pack_grouped", "run_bulk"]
 
 _READ_SIZE = 1 << 16
+#: Commands sent but not yet answered before the oldest batch's replies are read. Redis keeps
+#: the replies meanwhile (a few bytes each); the limit bounds that.
+_IN_FLIGHT = 200_000
 
 
 def pack_commands(args: Sequence[bytes | pa.Array]) -> pa.Array:
     """One command per row, in the Redis protocol: each argument is the same ``bytes`` in every
     row or a column (no nulls) with a row's own value."""
-    parts: list[bytes | pa.Array] = [b"*%d\r\n" % len(args)]
+    return join_rows([b"*%d\r\n" % len(args), *_framed(args)])
+
+
+def pack_grouped(head: Sequence[bytes | pa.Array], items: Sequence[pa.Array], starts: np.ndarray) -> pa.Array:
+    """One command per group of item rows: ``head`` (its columns hold a value per group), then
+    every ``items`` value of each of the group's rows, in order — an HSET of all of a key's
+    fields, say. ``starts``: where each group begins in the item rows, then the row count."""
+    if len(starts) < 2:
+        return pa.array([], BYTES)
+    blobs = join_rows(_framed(items))  # the item rows' protocol, contiguous in one buffer
+    offsets = np.frombuffer(blobs.buffers()[1], dtype=np.int64, count=len(blobs) + 1, offset=blobs.offset * 8)
+    grouped = pa.Array.from_buffers(  # zero-copy: a group is the span of its rows' bytes
+        BYTES,
+        len(starts) - 1,
+        [None, pa.py_buffer(np.ascontiguousarray(offsets[starts])), blobs.buffers()[2]],
+    )
+    arity = len(head) + np.diff(starts) * len(items)
+    return join_rows([b"*", decimal_text(pa.array(arity)), b"\r\n", *_framed(head), grouped])
+
+
+def _framed(args: Sequence[bytes | pa.Array]) -> list[bytes | pa.Array]:
+    """Each argument as a bulk string: ``$<length>`` and the bytes."""
+    parts: list[bytes | pa.Array] = []
     for arg in args:
         if isinstance(arg, bytes):
             parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
@@ -37,37 +63,44 @@ def pack_commands(args: Sequence[bytes | pa.Array]) -> pa.Array:
             raise ValueError("a command argument column has nulls")
         lengths = pc.binary_length(arg)
         low, high = pc.min_max(lengths).values()
-        if low == high:  # equally long in every row (numbers, ids, keys): a constant prefix
+        if low.is_valid and low == high:  # equally long in every row (numbers, ids, keys): a constant prefix
             parts += [b"$%d\r\n" % low.as_py(), arg, b"\r\n"]
         else:
             parts += [b"$", pc.cast(lengths, pa.large_string()), b"\r\n", arg, b"\r\n"]
-    return join_rows(parts)
+    return parts
 
 
 def run_bulk(
     client: redis.Redis, batches: Iterable[pa.Array], *, on_batch: Callable[[int], None] = lambda done: None
 ) -> int:
-    """Run each batch of packed commands (``pack_commands``) in order, one round trip each, the
-    next batch sent before the replies of the last are read; returns how many commands ran.
+    """Run each batch of packed commands (``pack_commands``) in order; returns how many ran.
 
-    ``on_batch(done)`` follows every batch. Raises ``redis.RedisError`` for a lost connection or
-    the first error reply (the batches before it, and the one after it, were applied)."""
+    Batches are sent as they come, and the replies of the oldest are read only once more than
+    ``_IN_FLIGHT`` commands are unanswered: Redis runs those while the caller builds the next
+    batches. ``on_batch(done)`` follows the replies of every batch. Raises ``redis.RedisError``
+    for a lost connection or the first error reply (the batches sent before it was read, some
+    after it, were applied)."""
     pool = client.connection_pool
     connection = pool.get_connection()
     reader = hiredis.Reader()
-    in_flight = done = 0
+    in_flight: deque[int] = deque()
+    done = 0
+
+    def answered() -> None:
+        nonlocal done
+        count = in_flight.popleft()
+        _read_replies(connection, reader, count)
+        done += count
+        on_batch(done)
+
     try:
         for batch in batches:
             _send(connection, batch)
-            if in_flight:
-                _read_replies(connection, reader, in_flight)
-                done += in_flight
-                on_batch(done)
-            in_flight = len(batch)
-        if in_flight:
-            _read_replies(connection, reader, in_flight)
-            done += in_flight
-            on_batch(done)
+            in_flight.append(len(batch))
+            while sum(in_flight) > _IN_FLIGHT:
+                answered()
+        while in_flight:
+            answered()
     except BaseException:
         connection.disconnect()  # type: ignore[no-untyped-call]  # replies may be left in flight
         raise

@@ -28,7 +28,7 @@ from skewless.stores.redis_layout import (
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.events import reject_reasons
 
-__all__ = ["ApplyResult", "IncrementalExecutor", "PreparedBatch"]
+__all__ = ["ApplyResult", "IncrementalExecutor", "PreparedBatch", "counted_events", "merged_updates"]
 
 _SEP = "\x1f"
 
@@ -190,13 +190,32 @@ def _entity_tag(plan: ViewPlan) -> pl.Expr:
     return pl.concat_str([pl.lit("{" + plan.name + "|"), pl.concat_str(keys, separator="|"), pl.lit("}")])
 
 
+def counted_events(plan: ViewPlan, events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The events of ``events`` that count for ``plan`` (semantics §3), first copies only,
+    transformed and tagged with their entity (``__tag``); and the rejected ones, with ``__reason``."""
+    frame = reject_reasons(plan, events)
+    counted = (
+        frame.filter(pl.col("__reason").is_null())
+        .drop("__reason")
+        .unique(["__id", "__event_us", *plan.join_keys], keep="first", maintain_order=True)
+    )
+    if plan.transform is not None:
+        counted = plan.transform(counted)
+    return counted.with_columns(__tag=_entity_tag(plan)), frame.filter(pl.col("__reason").is_not_null())
+
+
+def merged_updates(plan: ViewPlan, frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
+    """Every aggregation's tile updates of ``frame`` (tagged events with ``__group`` and
+    ``__now``), merged per (group, key): ``__group, key, op, field, value, ttl``."""
+    return pl.concat([_spec_ops(spec, frame, schema) for spec in _specs(plan)])
+
+
 class IncrementalExecutor:
     """Applies batches of a source's events to the online state of the views that read it."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._apply = client.register_script(APPLY_SCRIPT)
-        self._specs: dict[tuple[str, str], list[_Spec]] = {}
 
     def apply(self, plans: Sequence[ViewPlan], events: pl.DataFrame) -> ApplyResult:
         """Apply ``events`` (the source's columns plus ``__ingest_us`` and ``__ord``, in arrival
@@ -209,19 +228,10 @@ class IncrementalExecutor:
         the previous one is written."""
         views, rejected = [], []
         for plan in plans:
-            frame = reject_reasons(plan, events)
-            rejected.append(frame.filter(pl.col("__reason").is_not_null()))
-            counted = frame.filter(pl.col("__reason").is_null()).drop("__reason")
-            counted = counted.unique(
-                ["__id", "__event_us", *plan.join_keys], keep="first", maintain_order=True
-            )
-            if plan.transform is not None:
-                counted = plan.transform(counted)
-            tagged = counted.with_columns(__tag=_entity_tag(plan))
+            tagged, refused = counted_events(plan, events)
+            rejected.append(refused)
             calls = self._script_calls(plan, tagged.with_columns(__group=pl.col("__tag")))
-            views.append(
-                _PreparedView(plan, tagged, calls, frame.height - rejected[-1].height - counted.height)
-            )
+            views.append(_PreparedView(plan, tagged, calls, events.height - refused.height - tagged.height))
         rejected_events = pl.concat(rejected).unique(["__ord"], maintain_order=True) if rejected else None
         return PreparedBatch(views, rejected_events)
 
@@ -257,9 +267,6 @@ class IncrementalExecutor:
     def _script_calls(self, plan: ViewPlan, events: pl.DataFrame) -> list[_Call]:
         """APPLY_SCRIPT's keys and arguments for each ``__group`` of events (an entity's batch,
         or one event), with the group's event count."""
-        specs = self._specs.get((plan.name, plan.version))
-        if specs is None:
-            specs = self._specs[(plan.name, plan.version)] = _specs(plan)
         # Polars' in-memory engine: the default picked one whose start-up cost dominated these
         # small queries (one event: 27 → 11 ms of preparing per batch, measured).
         frame = events.lazy().with_columns(__now=pl.col("__ingest_us").min().over("__group"))
@@ -275,7 +282,7 @@ class IncrementalExecutor:
             )
             .collect(engine="in-memory")
         )
-        ops = pl.concat([_spec_ops(spec, frame, events.schema) for spec in specs]).collect(engine="in-memory")
+        ops = merged_updates(plan, frame, events.schema).collect(engine="in-memory")
         by_group: dict[str, list[tuple[str, str, str, str, int]]] = {}
         for row in ops.sort("key", "op", "field", "value").iter_rows():
             by_group.setdefault(row[0], []).append(row[1:])

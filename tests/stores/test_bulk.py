@@ -4,14 +4,17 @@ for the next caller."""
 
 from __future__ import annotations
 
+import itertools
+
 import hiredis
+import numpy as np
 import pyarrow as pa
 import pytest
 import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skewless.stores.bulk import pack_commands, run_bulk
+from skewless.stores.bulk import pack_commands, pack_grouped, run_bulk
 
 _ARG = st.one_of(
     st.binary(max_size=40).map(lambda b: ("same", b)),
@@ -75,3 +78,21 @@ def test_an_error_reply_raises_and_the_connection_stays_usable(isolated_redis_ur
         run_bulk(client, [batch])
     assert client.hget("h9", "f") == b"1" and client.hget("after", "f") == b"1"  # Redis does not roll back
     assert client.ping() and client.get("text") == b"not a hash"  # no stray replies on the pooled connection
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([b"k1", b"key-2", b"k3"]), st.binary(max_size=20), st.binary(max_size=5))
+    )
+)
+def test_grouped_commands_hold_each_group_of_rows(rows: list[tuple[bytes, bytes, bytes]]) -> None:
+    rows = sorted(rows, key=lambda row: row[0])
+    starts = [i for i in range(len(rows)) if i == 0 or rows[i][0] != rows[i - 1][0]] + [len(rows)]
+    keys = pa.array([rows[i][0] for i in starts[:-1]], pa.large_binary())
+    items = [pa.array([row[1] for row in rows]), pa.array([row[2] for row in rows])]
+    packed = pack_grouped([b"HSET", keys], items, np.array(starts if rows else [0]))
+    expected = [
+        hiredis.pack_command((b"HSET", rows[a][0], *[x for row in rows[a:b] for x in row[1:]]))
+        for a, b in itertools.pairwise(starts)
+    ]
+    assert packed.to_pylist() == expected

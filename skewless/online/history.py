@@ -1,0 +1,151 @@
+"""A windowed view's whole history written at once, for a full materialization.
+
+Replaying history through the incremental executor costs one Lua script per entity and a Redis
+call per tile update. A full run starts from a cleared view, so nothing needs checking against
+stored state: this module computes in polars the state that replay leaves (each entity's events
+as one group, as the replay sends them) and writes it with plain pipelined commands:
+
+- ``seen``: every counted event id, scored by its lateness deadline; ``hwm``: the entity's latest
+  ingest time; both expire when the replay's script would expire them;
+- tiles: each (key, field) set to its merged partial (``merged_updates``, the executor's own
+  merge), ``last`` as its order and value fields, distinct values added to their sets; each key
+  expires when no window can read it any more, as the script's ``ttl``.
+
+The ``latest`` keys are set by the caller, as for a replay. tests/online/test_history.py checks
+that this state equals the replay's, key by key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import redis
+
+from skewless._errors import StoreError
+from skewless.stores.bulk import pack_commands, pack_grouped, run_bulk
+from skewless.stores.byte_columns import BYTES, decimal_text
+from skewless.transforms.compiled import ViewPlan
+from skewless.transforms.incremental import counted_events, merged_updates
+
+__all__ = ["write_history"]
+
+_BATCH = 20_000  # commands per round trip
+_CHUNK = 20_000  # events per chunk: its commands are built while Redis runs the chunk before
+_SEP = "\x1f"  # between a `last` update's order and value (as APPLY_SCRIPT splits them)
+_EMPTY = pa.array([], BYTES)
+
+
+def write_history(
+    client: redis.Redis,
+    plan: ViewPlan,
+    events: pl.DataFrame,
+    *,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+) -> int:
+    """Write the state of ``events`` (source columns, ``__ingest_us``, ``__ord``; each entity's
+    together, in arrival order) into a cleared view; returns the number of counted events.
+    ``on_progress(done, total)`` counts events as their commands go out."""
+    counted, _ = counted_events(plan, events)
+
+    def batches() -> Iterator[pa.Array]:
+        for chunk in _entity_chunks(counted):
+            for packed in _commands(plan, chunk):
+                for start in range(0, len(packed), _BATCH):
+                    yield packed.slice(start, _BATCH)
+            on_progress(int(chunk["__end"][0]), counted.height)
+
+    try:
+        run_bulk(client, batches())
+    except redis.RedisError as exc:
+        raise StoreError(f"view '{plan.name}': writing to Redis failed: {exc}") from exc
+    return counted.height
+
+
+def _entity_chunks(counted: pl.DataFrame) -> Iterator[pl.DataFrame]:
+    """About ``_CHUNK`` events at a time, an entity never split (its keys are its own), each
+    with ``__end``: the events up to the chunk's end."""
+    if not counted.height:
+        return
+    first = np.flatnonzero((counted["__tag"] != counted["__tag"].shift(1)).fill_null(True).to_numpy())
+    cuts = np.unique(first[np.searchsorted(first, np.arange(0, counted.height, _CHUNK))])
+    for start, end in zip(cuts, [*cuts[1:], counted.height], strict=True):
+        yield counted.slice(start, end - start).with_columns(__end=pl.lit(end))
+
+
+def _commands(plan: ViewPlan, chunk: pl.DataFrame) -> list[pa.Array]:
+    """The commands that leave one chunk's entities as the replay would."""
+    frame = chunk.lazy().with_columns(
+        __group=pl.col("__tag"), __now=pl.col("__ingest_us").min().over("__tag")
+    )
+    updates = merged_updates(plan, frame, chunk.schema).collect()
+    return [*_bookkeeping(plan, chunk), *_tile_commands(updates)]
+
+
+def _bookkeeping(plan: ViewPlan, counted: pl.DataFrame) -> list[pa.Array]:
+    """``seen`` and ``hwm`` per entity, as APPLY_SCRIPT leaves them after one call."""
+    seen, hwm = pl.format("skl:{}:seen", "__tag"), pl.format("skl:{}:hwm", "__tag")
+    ids = counted.select(
+        seen.alias("key"),
+        (pl.col("__event_us") + plan.lateness_us).alias("deadline"),
+        pl.format("{}@{}", "__id", "__event_us").alias("id"),
+    )
+    entities = counted.group_by("__tag").agg(
+        pl.col("__ingest_us").min().alias("now"),
+        pl.col("__ingest_us").max().alias("hwm"),
+        (pl.col("__event_us").max() + plan.lateness_us).alias("seen_until"),
+    )
+    kept = entities.filter(pl.col("seen_until") > pl.col("now")).with_columns(
+        keep=(pl.col("seen_until") - pl.col("now") + 999) // 1000 + 1  # math.ceil in the script
+    )
+    return [
+        _grouped(b"ZADD", ids, "deadline", "id")[0],
+        _command([b"SET"], entities.with_columns(key=hwm), "key", "hwm"),
+        *[_command([b"PEXPIRE"], kept.with_columns(key=key), "key", "keep") for key in (seen, hwm)],
+    ]
+
+
+def _tile_commands(updates: pl.DataFrame) -> list[pa.Array]:
+    """Each tile's fields in one HSET, each set's values in one SADD, then each key's expiry
+    (a key must exist to expire)."""
+    last = pl.col("op").str.starts_with("last")
+    latest = updates.filter(last).with_columns(
+        pl.col("value").str.splitn(_SEP, 2).struct.rename_fields(["order", "last"]).struct.unnest()
+    )
+    fields = pl.concat([
+        updates.filter(~last & (pl.col("op") != "sadd")).select("key", "field", "value", "ttl"),
+        latest.select("key", pl.col("field") + ".o", pl.col("order").alias("value"), "ttl"),
+        latest.select("key", pl.col("field") + ".v", pl.col("last").alias("value"), "ttl"),
+    ])  # fmt: skip
+    hashes, hash_expiry = _grouped(b"HSET", fields, "field", "value")
+    sets, set_expiry = _grouped(b"SADD", updates.filter(pl.col("op") == "sadd"), "value")
+    return [hashes, sets, hash_expiry, set_expiry]
+
+
+def _text(frame: pl.DataFrame, column: str) -> pa.Array:
+    return frame[column].cast(pl.String).to_arrow()
+
+
+def _command(head: list[bytes], frame: pl.DataFrame, *columns: str) -> pa.Array:
+    """One command per row of ``frame``: ``head``, then the row's ``columns`` as text."""
+    if not frame.height:
+        return _EMPTY
+    return pack_commands([*head, *(_text(frame, c) for c in columns)])
+
+
+def _grouped(command: bytes, frame: pl.DataFrame, *columns: str) -> tuple[pa.Array, pa.Array]:
+    """One ``command`` per ``key`` of ``frame``, with the ``columns`` of every row of that key;
+    and, when ``frame`` has ``ttl``, a PEXPIRE of each key to its longest."""
+    if not frame.height:
+        return _EMPTY, _EMPTY
+    rows = frame.sort("key")
+    first = (rows["key"] != rows["key"].shift(1)).fill_null(True)  # where a key begins
+    starts = np.r_[np.flatnonzero(first.to_numpy()), rows.height]
+    keys = rows["key"].filter(first).to_arrow()
+    packed = pack_grouped([command, keys], [_text(rows, c) for c in columns], starts)
+    if "ttl" not in rows.columns:
+        return packed, _EMPTY
+    ttl = np.maximum.reduceat(rows["ttl"].to_numpy(), starts[:-1])
+    return packed, pack_commands([b"PEXPIRE", keys, decimal_text(pa.array(ttl))])
