@@ -10,6 +10,7 @@ from the socket and only counted, or raised when one is an error.
 
 from __future__ import annotations
 
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
@@ -114,14 +115,22 @@ def _send(connection: redis.Connection, batch: pa.Array) -> None:
     offsets = np.frombuffer(batch.buffers()[1], dtype=np.int64, count=len(batch) + 1, offset=batch.offset * 8)
     data = memoryview(batch.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
     try:
-        connection._sock.sendall(data)  # type: ignore[union-attr]  # redis-py keeps no public socket
+        _socket(connection).sendall(data)
     except OSError as exc:
         raise redis.ConnectionError(f"writing to Redis: {exc}") from exc
 
 
+def _socket(connection: redis.Connection) -> socket.socket:
+    """The connected socket of a pooled connection (redis-py keeps no public accessor)."""
+    sock = connection._sock
+    if sock is None:
+        raise redis.ConnectionError("the bulk connection is not connected")
+    return sock
+
+
 def _receive(connection: redis.Connection) -> bytes:
     try:
-        chunk: bytes = connection._sock.recv(_READ_SIZE)  # type: ignore[union-attr]
+        chunk = _socket(connection).recv(_READ_SIZE)
     except OSError as exc:
         raise redis.ConnectionError(f"reading from Redis: {exc}") from exc
     if not chunk:
