@@ -1,18 +1,21 @@
-"""Many write commands in few round trips, for materialization.
+"""Many commands in few round trips, for materialization and stream batches.
 
 redis-py's pipeline packs each command in Python and parses each reply through several layers;
 for a hundred thousand HSETs that cost more than Redis took to run them. Here a batch of
 commands is packed column-wise (``pack_commands``: one command per row, in the Redis protocol)
-and sent as one buffer; while Redis runs it, the caller encodes the next batch, whose sending
-is followed by reading the replies of the one before. Replies are parsed by hiredis straight
-from the socket and only counted, or raised when one is an error.
+and sent as one buffer; the caller encodes the next batches while Redis runs it. Replies are
+parsed by hiredis straight from the socket and only counted, or raised when one is an error.
+``call_many`` does the same for commands that differ in shape (the executor's scripts) and
+returns their replies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import hiredis
 import numpy as np
@@ -22,7 +25,7 @@ import redis
 
 from skewless.stores.byte_columns import BYTES, decimal_text, join_rows
 
-__all__ = ["pack_commands", "pack_grouped", "run_bulk"]
+__all__ = ["call_many", "pack_commands", "pack_grouped", "run_bulk"]
 
 _READ_SIZE = 1 << 16
 #: Commands sent but not yet answered before the oldest batch's replies are read. Redis keeps
@@ -81,39 +84,62 @@ def run_bulk(
     batches. ``on_batch(done)`` follows the replies of every batch. Raises ``redis.RedisError``
     for a lost connection or the first error reply (the batches sent before it was read, some
     after it, were applied)."""
-    pool = client.connection_pool
-    connection = pool.get_connection()
-    reader = hiredis.Reader()
     in_flight: deque[int] = deque()
     done = 0
+    with _connection(client) as (connection, reader):
 
-    def answered() -> None:
-        nonlocal done
-        count = in_flight.popleft()
-        _read_replies(connection, reader, count)
-        done += count
-        on_batch(done)
+        def answered() -> None:
+            nonlocal done
+            count = in_flight.popleft()
+            error = next(
+                (r for r in _replies(connection, reader, count) if isinstance(r, hiredis.ReplyError)), None
+            )
+            if error is not None:
+                raise redis.ResponseError(str(error))
+            done += count
+            on_batch(done)
 
-    try:
         for batch in batches:
-            _send(connection, batch)
+            offsets = np.frombuffer(
+                batch.buffers()[1], dtype=np.int64, count=len(batch) + 1, offset=batch.offset * 8
+            )  # the batch's rows are contiguous in its data buffer: one zero-copy slice
+            _send(connection, memoryview(batch.buffers()[2])[int(offsets[0]) : int(offsets[-1])])
             in_flight.append(len(batch))
             while sum(in_flight) > _IN_FLIGHT:
                 answered()
         while in_flight:
             answered()
-    except BaseException:
-        connection.disconnect()  # type: ignore[no-untyped-call]  # replies may be left in flight
-        raise
-    finally:
-        pool.release(connection)
     return done
 
 
-def _send(connection: redis.Connection, batch: pa.Array) -> None:
-    """The batch's rows are contiguous in its data buffer: it goes out as one zero-copy slice."""
-    offsets = np.frombuffer(batch.buffers()[1], dtype=np.int64, count=len(batch) + 1, offset=batch.offset * 8)
-    data = memoryview(batch.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
+def call_many(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Run ``commands`` in one round trip, packed by hiredis (redis-py's pipeline packs and
+    parses in Python: for a batch of scripts with dozens of arguments each, that cost more
+    than Redis running them). Returns the replies in order; an error reply is returned as a
+    ``hiredis.ReplyError`` for the caller to judge (a script missing from Redis's cache, say)."""
+    if not commands:
+        return []
+    with _connection(client) as (connection, reader):
+        _send(connection, b"".join([hiredis.pack_command(tuple(c)) for c in commands]))
+        return _replies(connection, reader, len(commands))
+
+
+@contextlib.contextmanager
+def _connection(client: redis.Redis) -> Iterator[tuple[redis.Connection, hiredis.Reader]]:
+    """A pooled connection and a reply reader; on any error the connection is dropped, so no
+    reply is left in flight on one that goes back to the pool."""
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        yield connection, hiredis.Reader()
+    except BaseException:
+        connection.disconnect()  # type: ignore[no-untyped-call]
+        raise
+    finally:
+        pool.release(connection)
+
+
+def _send(connection: redis.Connection, data: bytes | memoryview) -> None:
     try:
         _socket(connection).sendall(data)
     except OSError as exc:
@@ -138,16 +164,13 @@ def _receive(connection: redis.Connection) -> bytes:
     return chunk
 
 
-def _read_replies(connection: redis.Connection, reader: hiredis.Reader, count: int) -> None:
-    """Read ``count`` replies; raise the first error reply once all of them are read."""
-    error = None
-    while count:
+def _replies(connection: redis.Connection, reader: hiredis.Reader, count: int) -> list[Any]:
+    """The next ``count`` replies, error replies included as ``hiredis.ReplyError``."""
+    replies: list[Any] = []
+    while len(replies) < count:
         reply = reader.gets()
         if reply is False:
             reader.feed(_receive(connection))
-            continue
-        if isinstance(reply, hiredis.ReplyError) and error is None:
-            error = redis.ResponseError(str(reply))
-        count -= 1
-    if error is not None:
-        raise error
+        else:
+            replies.append(reply)
+    return replies

@@ -9,14 +9,17 @@ changes nothing) or was never applied.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 import redis
+from hiredis import ReplyError
 
 from skewless._errors import StoreError
+from skewless.stores.bulk import call_many
 from skewless.stores.redis_layout import (
     APPLY_SCRIPT,
     hwm_key,
@@ -31,6 +34,7 @@ from skewless.transforms.events import reject_reasons
 __all__ = ["ApplyResult", "IncrementalExecutor", "PreparedBatch", "counted_events", "merged_updates"]
 
 _SEP = "\x1f"
+_APPLY_SHA = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()
 
 
 @dataclass
@@ -215,7 +219,6 @@ class IncrementalExecutor:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._apply = client.register_script(APPLY_SCRIPT)
 
     def apply(self, plans: Sequence[ViewPlan], events: pl.DataFrame) -> ApplyResult:
         """Apply ``events`` (the source's columns plus ``__ingest_us`` and ``__ord``, in arrival
@@ -256,13 +259,29 @@ class IncrementalExecutor:
         return result
 
     def _run_all(self, plan: ViewPlan, calls: list[_Call]) -> list[bool]:
-        pipe = self.client.pipeline(transaction=False)
-        for call in calls:
-            self._apply(keys=call.keys, args=call.args, client=pipe)
+        """Every call in one round trip. A script Redis no longer has (it restarted, or its
+        cache was flushed) is loaded and its calls run again: a call that met the missing
+        script ran nothing."""
+        commands = [("EVALSHA", _APPLY_SHA, len(call.keys), *call.keys, *call.args) for call in calls]
         try:
-            return [bool(r) for r in pipe.execute()]
+            replies = call_many(self.client, commands)
+            missing = [
+                i
+                for i, r in enumerate(replies)
+                if isinstance(r, ReplyError) and str(r).startswith("NOSCRIPT")
+            ]
+            if missing:
+                self.client.script_load(APPLY_SCRIPT)
+                for i, reply in zip(
+                    missing, call_many(self.client, [commands[i] for i in missing]), strict=True
+                ):
+                    replies[i] = reply
         except redis.RedisError as exc:
             raise StoreError(f"view '{plan.name}': online write failed: {exc}") from exc
+        error = next((r for r in replies if isinstance(r, ReplyError)), None)
+        if error is not None:
+            raise StoreError(f"view '{plan.name}': online write failed: {error}")
+        return [bool(r) for r in replies]
 
     def _script_calls(self, plan: ViewPlan, events: pl.DataFrame) -> list[_Call]:
         """APPLY_SCRIPT's keys and arguments for each ``__group`` of events (an entity's batch,

@@ -1,0 +1,62 @@
+"""The incremental executor sends its script by hash. A Redis that never saw it, or that lost
+its script cache, still applies every event exactly once: the script is loaded and the calls
+that met its absence run again. Against a redis-server of the test's own."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from skewless import FeatureView
+from skewless.stores.online_read import read_feature_view
+from skewless.transforms.compiled import compile_view
+from skewless.transforms.incremental import IncrementalExecutor
+from tests import oracle
+from tests.offline.test_batch_matches_oracle import AGGREGATIONS, T0, account, derive, source
+from tests.parity.test_online_offline_parity import _frame
+from tests.service.processes import free_port, redis_server
+
+
+def _events(first: int) -> list[oracle.Event]:
+    return [
+        oracle.Event(
+            event_id=f"e{first + i}",
+            key="a",
+            event_us=(first + i) * 1_000_000,
+            ingest_us=(first + i) * 1_000_000,
+            values={"amount": 2.5, "units": 1, "shop": "s1"},
+            position=first + i,
+        )
+        for i in range(3)
+    ]
+
+
+@pytest.fixture
+def fresh_redis(tmp_path: Path) -> Iterator[redis.Redis]:
+    port = free_port()
+    server = redis_server(port, tmp_path)
+    yield redis.Redis(port=port)
+    server.terminate()
+    server.wait(10)
+
+
+def test_scripts_missing_from_redis_are_loaded_and_nothing_is_lost(fresh_redis: redis.Redis) -> None:
+    plan = compile_view(
+        FeatureView(
+            name=f"s{uuid.uuid4().hex[:8]}",
+            entities=[account],
+            source=source,
+            transform=derive,
+            aggregations=AGGREGATIONS,
+        )
+    )
+    executor = IncrementalExecutor(fresh_redis)
+    assert executor.apply([plan], _frame(_events(0))).applied == {plan.name: 3}  # never loaded
+    fresh_redis.script_flush()
+    assert executor.apply([plan], _frame(_events(3))).applied == {plan.name: 3}  # cache lost
+    values = read_feature_view(fresh_redis, plan, [["a"]], T0 + 10_000_000)[0].values
+    assert values[plan.aggregations[0].name] == 6  # the 10-minute count: every event, once
