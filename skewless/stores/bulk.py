@@ -46,14 +46,17 @@ def pack_grouped(head: Sequence[bytes | pa.Array], items: Sequence[pa.Array], st
     if len(starts) < 2:
         return pa.array([], BYTES)
     blobs = join_rows(_framed(items))  # the item rows' protocol, contiguous in one buffer
-    offsets = np.frombuffer(blobs.buffers()[1], dtype=np.int64, count=len(blobs) + 1, offset=blobs.offset * 8)
     grouped = pa.Array.from_buffers(  # zero-copy: a group is the span of its rows' bytes
-        BYTES,
-        len(starts) - 1,
-        [None, pa.py_buffer(np.ascontiguousarray(offsets[starts])), blobs.buffers()[2]],
+        BYTES, len(starts) - 1, [None, pa.py_buffer(_offsets(blobs)[starts]), blobs.buffers()[2]]
     )
     arity = len(head) + np.diff(starts) * len(items)
     return join_rows([b"*", decimal_text(pa.array(arity)), b"\r\n", *_framed(head), grouped])
+
+
+def _offsets(column: pa.Array) -> np.ndarray:
+    """Where each row of a ``large_binary`` column (or a slice of one) begins in its data, then
+    where the last ends."""
+    return np.frombuffer(column.buffers()[1], dtype=np.int64, count=len(column) + 1, offset=column.offset * 8)
 
 
 def _framed(args: Sequence[bytes | pa.Array]) -> list[bytes | pa.Array]:
@@ -100,9 +103,7 @@ def run_bulk(
             on_batch(done)
 
         for batch in batches:
-            offsets = np.frombuffer(
-                batch.buffers()[1], dtype=np.int64, count=len(batch) + 1, offset=batch.offset * 8
-            )  # the batch's rows are contiguous in its data buffer: one zero-copy slice
+            offsets = _offsets(batch)  # the batch's rows are contiguous in its data: one zero-copy slice
             _send(connection, memoryview(batch.buffers()[2])[int(offsets[0]) : int(offsets[-1])])
             in_flight.append(len(batch))
             while sum(in_flight) > _IN_FLIGHT:
