@@ -11,7 +11,8 @@ entity's keys live in one slot and one script can touch them all (docs/online.md
 - ``skl:{v|e}:seen``           sorted set: event ids applied, scored by when a copy would be too
   late anyway (µs); trimmed below the high-water mark on every write.
 - ``skl:{v|e}:hwm``            string: the latest ingest time (µs) applied for the entity. An id
-  whose deadline is below it is treated as seen: a first copy that late would be too late.
+  whose deadline is below it is treated as seen: a first copy that late would be too late. It
+  expires with ``seen``.
 """
 
 from __future__ import annotations
@@ -85,21 +86,36 @@ for _ = 1, n_ids do
   i = i + 2
 end
 if tonumber(ARGV[2]) > hwm then hwm = tonumber(ARGV[2]) end
-redis.call('SET', KEYS[3], string.format('%d', hwm))
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', hwm))
 i = 4
 for _ = 1, n_ids do
   redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
   i = i + 2
 end
+local keep = redis.call('PTTL', KEYS[1])
 if seen_until > now then
-  local keep = math.ceil((seen_until - now) / 1000) + 1
-  if redis.call('PTTL', KEYS[1]) < keep then redis.call('PEXPIRE', KEYS[1], keep) end
-  if redis.call('PTTL', KEYS[3]) < keep then redis.call('PEXPIRE', KEYS[3], keep) end
+  local wanted = math.ceil((seen_until - now) / 1000) + 1
+  if keep < wanted then
+    redis.call('PEXPIRE', KEYS[1], wanted)
+    keep = wanted
+  end
+end
+if keep > 0 then
+  redis.call('SET', KEYS[3], string.format('%d', hwm), 'PX', keep)
+else
+  redis.call('SET', KEYS[3], string.format('%d', hwm))
 end
 local latest = redis.call('GET', KEYS[2])
-if not latest or tonumber(ARGV[i]) > tonumber(latest) then redis.call('SET', KEYS[2], ARGV[i]) end
-if tonumber(ARGV[i + 1]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[i + 1]) end
+local latest_ttl = tonumber(ARGV[i + 1])
+if not latest or tonumber(ARGV[i]) > tonumber(latest) then
+  if latest_ttl > 0 then
+    redis.call('SET', KEYS[2], ARGV[i], 'PX', latest_ttl)
+  else
+    redis.call('SET', KEYS[2], ARGV[i])
+  end
+elseif latest_ttl > 0 then
+  redis.call('PEXPIRE', KEYS[2], latest_ttl)
+end
 i = i + 2
 local n_ops = tonumber(ARGV[i])
 i = i + 1
