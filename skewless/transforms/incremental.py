@@ -48,7 +48,7 @@ class ApplyResult:
 
 @dataclass(frozen=True)
 class _Spec:
-    """One aggregation's online update, resolved once per plan (kept off the per-event path)."""
+    """One aggregation's online update, resolved once per batch (kept off the per-event path)."""
 
     name: str
     column: str | None
