@@ -1,9 +1,10 @@
 """One timed materialization in a fresh process; prints JSON {seconds, rows, peak_mb}.
 
-Usage: python -m bench.online_child {skewless|feast|redis} REPO REDIS_URL
-Each writes the 6-feature plain view `card_profile6` (100,000 cards) into the same Redis.
-`redis` is the floor: the commands skewless sends, encoded before the clock starts, so only
-sending them and Redis running them are timed.
+Usage: python -m bench.online_child {skewless|feast|redis|windowed} REPO REDIS_URL
+The first three write the 6-feature plain view `card_profile6` (100,000 cards) into the same
+Redis. `redis` is the floor: the commands skewless sends, encoded before the clock starts, so
+only sending them and Redis running them are timed. `windowed` fully materializes the windowed
+view `card_activity` (skewless only: Feast has no windowed views) and also reports its keys.
 """
 
 from __future__ import annotations
@@ -27,6 +28,19 @@ def main() -> None:
     )
     if engine == "redis":
         seconds, rows = _redis_alone(settings)
+    elif engine == "windowed":
+        from skewless.feature_store import FeatureStore
+
+        store = FeatureStore(settings=settings)
+        start = time.perf_counter()
+        rows = store.materialize(["card_activity"])[0].written
+        seconds = time.perf_counter() - start
+        print(
+            json.dumps(
+                {"seconds": seconds, "rows": rows, "peak_mb": peak_rss_mb(), "keys": store.redis.dbsize()}
+            )
+        )
+        return
     elif engine == "skewless":
         from skewless.feature_store import FeatureStore
 
