@@ -130,16 +130,12 @@ def _text(frame: pl.DataFrame, column: str) -> pa.Array:
 
 def _command(head: list[bytes], frame: pl.DataFrame, *columns: str) -> pa.Array:
     """One command per row of ``frame``: ``head``, then the row's ``columns`` as text."""
-    if not frame.height:
-        return _EMPTY
     return pack_commands([*head, *(_text(frame, c) for c in columns)])
 
 
 def _grouped(command: bytes, frame: pl.DataFrame, *columns: str) -> tuple[pa.Array, pa.Array]:
     """One ``command`` per ``key`` of ``frame``, with the ``columns`` of every row of that key;
     and, when ``frame`` has ``ttl``, a PEXPIRE of each key to its longest."""
-    if not frame.height:
-        return _EMPTY, _EMPTY
     rows = frame.sort("key")
     first = (rows["key"] != rows["key"].shift(1)).fill_null(True)  # where a key begins
     starts = np.r_[np.flatnonzero(first.to_numpy()), rows.height]

@@ -102,7 +102,12 @@ def encode_entity_keys(
 
 
 def _little_endian(values: np.ndarray) -> pa.Array:
-    return fixed_width(values.view(np.uint8).reshape(len(values), values.itemsize))
+    return fixed_width(_bytes_of(values))
+
+
+def _bytes_of(values: np.ndarray) -> np.ndarray:
+    """Each value's bytes (in the array's byte order) as a row of a uint8 matrix."""
+    return values.view(np.uint8).reshape(len(values), values.itemsize)
 
 
 @functools.cache
@@ -151,7 +156,7 @@ def _fixed(tag: int, values: np.ndarray) -> pa.Array:
     """``tag`` and each value's little-endian bytes (doubles, floats, booleans)."""
     rows = np.empty((len(values), 1 + values.dtype.itemsize), np.uint8)
     rows[:, 0] = tag
-    rows[:, 1:] = values.view(np.uint8).reshape(len(values), values.dtype.itemsize)
+    rows[:, 1:] = _bytes_of(values)
     return fixed_width(rows)
 
 
