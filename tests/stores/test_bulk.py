@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import redis
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skewless.stores.bulk import pack_commands, pack_grouped, run_bulk
@@ -23,6 +23,7 @@ _ARG = st.one_of(
 )
 
 
+@settings(deadline=None)  # timing belongs in bench/, not in a test
 @given(st.integers(1, 30), st.lists(_ARG, min_size=1, max_size=8), st.data())
 def test_packed_rows_are_the_redis_protocol(
     height: int, kinds: list[tuple[str, bytes | None]], data: st.DataObject
@@ -80,6 +81,7 @@ def test_an_error_reply_raises_and_the_connection_stays_usable(isolated_redis_ur
     assert client.ping() and client.get("text") == b"not a hash"  # no stray replies on the pooled connection
 
 
+@settings(deadline=None)  # timing belongs in bench/, not in a test
 @given(
     st.lists(
         st.tuples(st.sampled_from([b"k1", b"key-2", b"k3"]), st.binary(max_size=20), st.binary(max_size=5))

@@ -70,6 +70,7 @@ def test_encoders_write_what_feast_writes(case: tuple[str, list[object]]) -> Non
     assert ours == [v.SerializeToString() for v in theirs]
 
 
+@settings(deadline=None)  # timing belongs in bench/, not in a test (a first example imports Feast)
 @given(st.lists(st.integers(-(2**40), 2**53)))
 def test_timestamps_are_protobuf_timestamps(event_us: list[int]) -> None:
     from google.protobuf.timestamp_pb2 import Timestamp
@@ -80,6 +81,7 @@ def test_timestamps_are_protobuf_timestamps(event_us: list[int]) -> None:
     assert encode_timestamps(pl.Series(event_us, dtype=pl.Int64)).to_pylist() == expected
 
 
+@settings(deadline=None)  # timing belongs in bench/, not in a test (a first example imports Feast)
 @given(st.text(max_size=50), st.integers(-(2**63), 2**63 - 1))
 def test_entity_keys_are_feasts(card: str, merchant: int) -> None:
     from feast.infra.key_encoding_utils import serialize_entity_key
@@ -95,6 +97,7 @@ def test_entity_keys_are_feasts(card: str, merchant: int) -> None:
     assert ours == expected
 
 
+@settings(deadline=None)  # timing belongs in bench/, not in a test (a first example imports Feast)
 @given(
     st.lists(
         st.tuples(st.text(max_size=30), st.integers(-(2**31), 2**31 - 1), st.integers(-(2**63), 2**63 - 1))
