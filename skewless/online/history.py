@@ -27,14 +27,14 @@ import redis
 from skewless._errors import StoreError
 from skewless.stores.bulk import pack_commands, pack_grouped, run_bulk
 from skewless.stores.byte_columns import BYTES, decimal_text
+from skewless.stores.redis_layout import HWM_KEY, SEEN_KEY
 from skewless.transforms.compiled import ViewPlan
-from skewless.transforms.incremental import counted_events, merged_updates
+from skewless.transforms.tile_updates import ORDER_SEP, counted_events, merged_updates
 
 __all__ = ["write_history"]
 
 _BATCH = 20_000  # commands per round trip
 _CHUNK = 20_000  # events per chunk: its commands are built while Redis runs the chunk before
-_SEP = "\x1f"  # between a `last` update's order and value (as APPLY_SCRIPT splits them)
 _EMPTY = pa.array([], BYTES)
 
 
@@ -86,7 +86,7 @@ def _commands(plan: ViewPlan, chunk: pl.DataFrame) -> list[pa.Array]:
 
 def _bookkeeping(plan: ViewPlan, counted: pl.DataFrame) -> list[pa.Array]:
     """``seen`` and ``hwm`` per entity, as APPLY_SCRIPT leaves them after one call."""
-    seen, hwm = pl.format("skl:{}:seen", "__tag"), pl.format("skl:{}:hwm", "__tag")
+    seen, hwm = pl.format(SEEN_KEY, "__tag"), pl.format(HWM_KEY, "__tag")
     ids = counted.select(
         seen.alias("key"),
         (pl.col("__event_us") + plan.lateness_us).alias("deadline"),
@@ -112,7 +112,7 @@ def _tile_commands(updates: pl.DataFrame) -> list[pa.Array]:
     (a key must exist to expire)."""
     last = pl.col("op").str.starts_with("last")
     latest = updates.filter(last).with_columns(
-        pl.col("value").str.splitn(_SEP, 2).struct.rename_fields(["order", "last"]).struct.unnest()
+        pl.col("value").str.splitn(ORDER_SEP, 2).struct.rename_fields(["order", "last"]).struct.unnest()
     )
     fields = pl.concat([
         updates.filter(~last & (pl.col("op") != "sadd")).select("key", "field", "value", "ttl"),

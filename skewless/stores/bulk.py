@@ -5,8 +5,7 @@ for a hundred thousand HSETs that cost more than Redis took to run them. Here a 
 commands is packed column-wise (``pack_commands``: one command per row, in the Redis protocol)
 and sent as one buffer; the caller encodes the next batches while Redis runs it. Replies are
 parsed by hiredis straight from the socket and only counted, or raised when one is an error.
-``call_many`` does the same for commands that differ in shape (the executor's scripts) and
-returns their replies.
+``call_packed`` runs one packed batch (the executor's scripts) and returns its replies.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import redis
 
 from skewless.stores.byte_columns import BYTES, decimal_text, join_rows
 
-__all__ = ["call_many", "pack_commands", "pack_grouped", "run_bulk"]
+__all__ = ["call_packed", "pack_commands", "pack_grouped", "run_bulk"]
 
 _READ_SIZE = 1 << 16
 #: Commands sent but not yet answered before the oldest batch's replies are read. Redis keeps
@@ -57,6 +56,13 @@ def _offsets(column: pa.Array) -> np.ndarray:
     """Where each row of a ``large_binary`` column (or a slice of one) begins in its data, then
     where the last ends."""
     return np.frombuffer(column.buffers()[1], dtype=np.int64, count=len(column) + 1, offset=column.offset * 8)
+
+
+def _contiguous(column: pa.Array) -> memoryview:
+    """Every row of a packed column (or a slice of one), which lie end to end in its data: one
+    zero-copy view to send."""
+    offsets = _offsets(column)
+    return memoryview(column.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
 
 
 def _framed(args: Sequence[bytes | pa.Array]) -> list[bytes | pa.Array]:
@@ -103,8 +109,7 @@ def run_bulk(
             on_batch(done)
 
         for batch in batches:
-            offsets = _offsets(batch)  # the batch's rows are contiguous in its data: one zero-copy slice
-            _send(connection, memoryview(batch.buffers()[2])[int(offsets[0]) : int(offsets[-1])])
+            _send(connection, _contiguous(batch))
             in_flight.append(len(batch))
             while sum(in_flight) > _IN_FLIGHT:
                 answered()
@@ -113,16 +118,15 @@ def run_bulk(
     return done
 
 
-def call_many(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
-    """Run ``commands`` in one round trip, packed by hiredis (redis-py's pipeline packs and
-    parses in Python: for a batch of scripts with dozens of arguments each, that cost more
-    than Redis running them). Returns the replies in order; an error reply is returned as a
-    ``hiredis.ReplyError`` for the caller to judge (a script missing from Redis's cache, say)."""
-    if not commands:
+def call_packed(client: redis.Redis, packed: pa.Array) -> list[Any]:
+    """Run packed commands (``pack_grouped``, ``pack_commands``) in one round trip and return
+    their replies in order; an error reply is returned as a ``hiredis.ReplyError`` for the
+    caller to judge (a script missing from Redis's cache, say)."""
+    if not len(packed):
         return []
     with _connection(client) as (connection, reader):
-        _send(connection, b"".join([hiredis.pack_command(tuple(c)) for c in commands]))
-        return _replies(connection, reader, len(commands))
+        _send(connection, _contiguous(packed))
+        return _replies(connection, reader, len(packed))
 
 
 @contextlib.contextmanager

@@ -21,15 +21,22 @@ from collections.abc import Sequence
 
 __all__ = [
     "APPLY_SCRIPT",
+    "HWM_KEY",
+    "LATEST_KEY",
+    "SEEN_KEY",
     "entity_tag",
-    "hwm_key",
     "latest_key",
-    "seen_key",
     "set_key",
     "set_key_template",
     "tile_key",
     "tile_key_template",
 ]
+
+
+#: An entity's bookkeeping keys, with ``{}`` for its tag (``str.format``, ``pl.format``).
+LATEST_KEY = "skl:{}:latest"
+SEEN_KEY = "skl:{}:seen"
+HWM_KEY = "skl:{}:hwm"
 
 
 def entity_tag(view: str, entity: Sequence[object]) -> str:
@@ -56,15 +63,7 @@ def set_key(tag: str, aggregation: str, tile_us: int) -> str:
 
 
 def latest_key(tag: str) -> str:
-    return f"skl:{tag}:latest"
-
-
-def seen_key(tag: str) -> str:
-    return f"skl:{tag}:seen"
-
-
-def hwm_key(tag: str) -> str:
-    return f"skl:{tag}:hwm"
+    return LATEST_KEY.format(tag)
 
 
 #: Applies one batch of events of one (view, entity), or nothing.

@@ -1,0 +1,161 @@
+"""What a batch of events changes in a windowed view's online state, as polars frames.
+
+Both writers use it: the incremental executor (transforms/incremental.py) sends these updates
+through APPLY_SCRIPT, which checks event ids first; a full materialization (online/history.py)
+writes the state they leave directly. One merge, so both leave the same tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from skewless.stores.redis_layout import set_key_template, tile_key_template
+from skewless.transforms.compiled import ViewPlan
+from skewless.transforms.events import reject_reasons
+
+__all__ = ["ORDER_SEP", "counted_events", "merged_updates"]
+
+ORDER_SEP = "\x1f"  # between a `last` update's order and value (as APPLY_SCRIPT splits them)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """One aggregation's online update, resolved once per batch (kept off the per-event path)."""
+
+    name: str
+    column: str | None
+    granularity_us: int
+    horizon_us: int  # a tile is readable until tile start + horizon (longest window + a tile)
+    function: str
+    op: str  # the Lua op for the value
+    field: str
+
+
+def _specs(plan: ViewPlan) -> list[_Spec]:
+    specs = []
+    for index, agg in enumerate(plan.aggregations):
+        function = agg.aggregator.function
+        numeric = agg.input_dtype is None or agg.input_dtype.is_numeric()
+        floating = agg.input_dtype is not None and agg.input_dtype.is_float()
+        op, part = {
+            "count": ("inc", "n"),
+            "sum": ("incf" if floating else "inc", "s"),
+            "mean": ("incf", "s"),
+            "min": ("minn" if numeric else "mins", "m"),
+            "max": ("maxn" if numeric else "maxs", "m"),
+            "last": ("lastn" if numeric else "lasts", ""),
+            "distinct_count": ("sadd", ""),
+        }[function]
+        horizon = plan.spans[agg.granularity_us] + agg.granularity_us
+        field_name = f"a{index}.{part}" if part else (f"a{index}" if function == "last" else "")
+        specs.append(_Spec(agg.name, agg.column, agg.granularity_us, horizon, function, op, field_name))
+    return specs
+
+
+def _text(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A value as the script stores it: booleans 1/0, datetimes µs, numbers round-trip exact."""
+    if dtype == pl.Boolean:
+        return pl.when(value).then(pl.lit("1")).otherwise(pl.lit("0"))
+    if isinstance(dtype, pl.Datetime):
+        return value.dt.cast_time_unit("us").cast(pl.Int64).cast(pl.String)
+    return value.cast(pl.String)
+
+
+def _spec_ops(spec: _Spec, events: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
+    """One aggregation's updates of a batch, merged per (group, key): fewer commands, the same
+    state. Columns: __group, key, op, field, value (text), ttl (ms the key must still live)."""
+    value = pl.col("__event_us") if spec.column is None else pl.col(spec.column)
+    dtype = pl.Int64() if spec.column is None else schema[spec.column]
+    tile = pl.col("__event_us") - pl.col("__event_us") % spec.granularity_us
+    rows = (
+        events.filter(value.is_not_null())
+        .with_columns(__tile=tile, __v=value)
+        .filter(pl.col("__tile") + spec.horizon_us > pl.col("__now"))  # else no read can see it
+    )
+    template = set_key_template(spec.name) if spec.op == "sadd" else tile_key_template(spec.granularity_us)
+    key = pl.format(template, "__tag", "__tile")
+    by = ["__group", "__tag", "__tile", "__now"]
+    if spec.op == "sadd":
+        merged = rows.select(*by, _text(pl.col("__v"), dtype).alias("value")).unique()
+        updates = [merged.with_columns(op=pl.lit("sadd"), field=pl.lit(""))]
+    elif spec.op.startswith("last"):
+        order = pl.format(
+            "{}|{}|{}",
+            pl.col("__event_us").cast(pl.String).str.zfill(20),
+            pl.col("__ingest_us").cast(pl.String).str.zfill(20),
+            "__id",
+        )
+        merged = (
+            rows.sort("__event_us", "__ingest_us", "__id", "__v")
+            .group_by(by)
+            .agg(
+                pl.col("__event_us").last(),
+                pl.col("__ingest_us").last(),
+                pl.col("__id").last(),
+                pl.col("__v").last(),
+            )
+        )
+        updates = [
+            merged.select(
+                *by, pl.concat_str([order, _text(pl.col("__v"), dtype)], separator=ORDER_SEP).alias("value")
+            ).with_columns(op=pl.lit(spec.op), field=pl.lit(spec.field))
+        ]
+    else:
+        part = {
+            "count": pl.len(),
+            # Sequential sums, in arrival order: a parallel sum may round differently on a rerun.
+            "sum": pl.col("__v").cum_sum().last(),
+            "mean": pl.col("__v").cast(pl.Float64).cum_sum().last(),
+            "min": pl.col("__v").min(),
+            "max": pl.col("__v").max(),
+        }[spec.function]
+        merged = rows.group_by(by).agg(part.alias("__part"), pl.len().alias("__n"))
+        # Counts and sums are numbers whatever they add up; min and max keep the input's type.
+        part_text = (
+            _text(pl.col("__part"), dtype)
+            if spec.function in ("min", "max")
+            else pl.col("__part").cast(pl.String)
+        )
+        updates = [
+            merged.select(*by, part_text.alias("value")).with_columns(
+                op=pl.lit(spec.op), field=pl.lit(spec.field)
+            )
+        ]
+        if spec.function == "mean":  # a mean also counts its values
+            updates.append(
+                merged.select(*by, pl.col("__n").cast(pl.String).alias("value")).with_columns(
+                    op=pl.lit("inc"), field=pl.lit(spec.field.removesuffix(".s") + ".n")
+                )
+            )
+    ttl = (pl.col("__tile") + spec.horizon_us - pl.col("__now")) // 1000 + 1
+    return pl.concat(
+        [u.select("__group", key.alias("key"), "op", "field", "value", ttl.alias("ttl")) for u in updates]
+    )
+
+
+def _entity_tag(plan: ViewPlan) -> pl.Expr:
+    """``entity_tag`` as an expression over the join-key columns."""
+    keys = [pl.col(k).cast(pl.String) for k in plan.join_keys]
+    return pl.concat_str([pl.lit("{" + plan.name + "|"), pl.concat_str(keys, separator="|"), pl.lit("}")])
+
+
+def counted_events(plan: ViewPlan, events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The events of ``events`` that count for ``plan`` (semantics §3), first copies only,
+    transformed and tagged with their entity (``__tag``); and the rejected ones, with ``__reason``."""
+    frame = reject_reasons(plan, events)
+    counted = (
+        frame.filter(pl.col("__reason").is_null())
+        .drop("__reason")
+        .unique(["__id", "__event_us", *plan.join_keys], keep="first", maintain_order=True)
+    )
+    if plan.transform is not None:
+        counted = plan.transform(counted)
+    return counted.with_columns(__tag=_entity_tag(plan)), frame.filter(pl.col("__reason").is_not_null())
+
+
+def merged_updates(plan: ViewPlan, frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
+    """Every aggregation's tile updates of ``frame`` (tagged events with ``__group`` and
+    ``__now``), merged per (group, key): ``__group, key, op, field, value, ttl``."""
+    return pl.concat([_spec_ops(spec, frame, schema) for spec in _specs(plan)])
