@@ -10,6 +10,7 @@ changes nothing) or was never applied.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -25,6 +26,10 @@ from skewless.transforms.script_calls import ScriptCalls, script_calls
 from skewless.transforms.tile_updates import counted_events
 
 __all__ = ["ApplyResult", "IncrementalExecutor", "PreparedBatch"]
+
+#: Views of a batch are prepared side by side: polars releases the GIL while it runs their
+#: queries (measured over 2 views: 48 → 42 µs per event in batches of 2,000; 27 → 22 ms for one event).
+_VIEWS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="skewless-view")
 
 
 @dataclass
@@ -53,6 +58,13 @@ class PreparedBatch:
     rejected: pl.DataFrame | None
 
 
+def _prepare_view(plan: ViewPlan, events: pl.DataFrame) -> tuple[_PreparedView, pl.DataFrame]:
+    """One view's script calls for ``events``, and the events it refuses (with ``__reason``)."""
+    tagged, refused = counted_events(plan, events)
+    calls = script_calls(plan, tagged.with_columns(__group=pl.col("__tag")))
+    return _PreparedView(plan, tagged, calls, events.height - refused.height - tagged.height), refused
+
+
 class IncrementalExecutor:
     """Applies batches of a source's events to the online state of the views that read it."""
 
@@ -68,12 +80,9 @@ class IncrementalExecutor:
         """Everything ``apply`` computes before it writes (no I/O): which events count, the
         transform, every entity's script call. ``skewless ingest`` prepares the next batch while
         the previous one is written."""
-        views, rejected = [], []
-        for plan in plans:
-            tagged, refused = counted_events(plan, events)
-            rejected.append(refused)
-            calls = script_calls(plan, tagged.with_columns(__group=pl.col("__tag")))
-            views.append(_PreparedView(plan, tagged, calls, events.height - refused.height - tagged.height))
+        prepared = list(_VIEWS.map(lambda plan: _prepare_view(plan, events), plans))
+        views = [view for view, _ in prepared]
+        rejected = [refused for _, refused in prepared]
         rejected_events = pl.concat(rejected).unique(["__ord"], maintain_order=True) if rejected else None
         return PreparedBatch(views, rejected_events)
 

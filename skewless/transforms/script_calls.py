@@ -42,8 +42,9 @@ class ScriptCalls:
 def script_calls(plan: ViewPlan, events: pl.DataFrame) -> ScriptCalls:
     """The calls that apply ``events`` (counted, tagged, with ``__group``), in group order."""
     # Polars' in-memory engine: the default picked one whose start-up cost dominated these
-    # small queries (one event: 27 → 11 ms of preparing per batch, measured).
-    frame = events.lazy().with_columns(__now=pl.col("__ingest_us").min().over("__group"))
+    # small queries (one event: 27 → 11 ms of preparing per batch, measured). ``frame`` is
+    # computed once: each aggregation's query starts from it instead of recomputing it.
+    frame = events.with_columns(__now=pl.col("__ingest_us").min().over("__group")).lazy()
     calls = (
         frame.group_by("__group", maintain_order=True)
         .agg(
@@ -55,20 +56,20 @@ def script_calls(plan: ViewPlan, events: pl.DataFrame) -> ScriptCalls:
         )
         .with_row_index("__call")
     )
-    numbered = frame.join(calls.select("__group", "__call"), on="__group", maintain_order="left")
-    calls, ids, updates = pl.collect_all(
-        [calls, numbered, merged_updates(plan, numbered, events.schema)], engine="in-memory"
-    )
-    updates = updates.join(calls.select("__group", "__call"), on="__group").sort(
-        "__call", "key", "op", "field", "value"
-    )
+    calls, updates = pl.collect_all([calls, merged_updates(plan, frame, events.schema)], engine="in-memory")
+    numbers = calls.lazy().select("__group", "__call")
+    ids = events.lazy().join(numbers, on="__group", maintain_order="left")
+    updates = updates.lazy().join(numbers, on="__group")
     live = (  # each call's tile and set keys, numbered as the script's KEYS
         updates.group_by("__call", "key")
         .agg(pl.col("ttl").max())
         .sort("__call", "key")
         .with_columns(__index=pl.int_range(pl.len()).over("__call") + _FIRST_TILE_KEY)
     )
-    ops = updates.join(live.select("__call", "key", "__index"), on=["__call", "key"], maintain_order="left")
+    ops = updates.join(live.select("__call", "key", "__index"), on=["__call", "key"]).sort(
+        "__call", "key", "op", "field", "value"
+    )
+    live, ops = pl.collect_all([live, ops], engine="in-memory")
     counts = calls.with_columns(__live=_per_call(live, calls.height), __ops=_per_call(ops, calls.height))
     arguments = pl.concat([
         _segment(0, counts, pl.col("__live") + _FIRST_TILE_KEY - 1, pl.format(SEEN_KEY, "__tag"), pl.format(LATEST_KEY, "__tag"), pl.format(HWM_KEY, "__tag")),
@@ -79,11 +80,13 @@ def script_calls(plan: ViewPlan, events: pl.DataFrame) -> ScriptCalls:
         _segment(5, ops, "__index", "op", "field", "value"),
         _segment(6, counts, "__live"),
         _segment(7, live, "__index", "ttl"),
-    ]).sort("__call", "__seg", maintain_order=True)  # fmt: skip
+    ])  # fmt: skip
     commands = (
-        arguments.group_by("__call", maintain_order=True)
+        arguments.sort("__call", "__seg", maintain_order=True)
+        .group_by("__call", maintain_order=True)
         .agg(pl.col("__n").sum(), pl.col("__arg").str.join())
         .select(pl.format(_HEAD, pl.col("__n") + 2, "__arg"))
+        .collect(engine="in-memory")
         .to_series()
     )
     return ScriptCalls(
@@ -96,7 +99,7 @@ def _per_call(rows: pl.DataFrame, calls: int) -> np.ndarray:
     return np.bincount(rows["__call"].to_numpy(), minlength=calls)
 
 
-def _segment(order: int, frame: pl.DataFrame, *arguments: str | pl.Expr) -> pl.DataFrame:
+def _segment(order: int, frame: pl.DataFrame | pl.LazyFrame, *arguments: str | pl.Expr) -> pl.LazyFrame:
     """Each row's ``arguments`` as text in the Redis protocol (``$<length>``, the text), for the
     ``order``-th part of its call's signature."""
     texts = [(pl.col(a) if isinstance(a, str) else a).cast(pl.String) for a in arguments]
@@ -105,7 +108,7 @@ def _segment(order: int, frame: pl.DataFrame, *arguments: str | pl.Expr) -> pl.D
         for text in texts
         for piece in (pl.lit("$"), text.str.len_bytes(), pl.lit("\r\n"), text, pl.lit("\r\n"))
     ]
-    return frame.select(
+    return frame.lazy().select(
         "__call",
         pl.lit(order, pl.Int8).alias("__seg"),
         pl.lit(len(texts), pl.UInt32).alias("__n"),
