@@ -1,9 +1,9 @@
 """Streaming ingestion: Redis Streams → the incremental executor, at least once, exactly one effect.
 
 Each event source with a ``stream`` is consumed by the consumer group ``skewless``; several
-``skewless ingest`` processes share the work. A batch is acknowledged only after (1) its events
-landed in the offline history (``data/stream/<source>/…parquet``, with their ingest time) and
-(2) the online writes succeeded. A crash before the ack means redelivery; the recorded event ids
+``skewless ingest`` processes share the work. A batch is acknowledged only after (1) the online
+writes succeeded and (2) its events landed in the offline history
+(``data/stream/<source>/…parquet``, with their ingest time). A crash before the ack means redelivery; the recorded event ids
 make the second application a no-op (transforms/incremental.py). Entries that cannot be parsed,
 and events that do not count (too late, missing keys), go to ``<stream>:dead`` with the reason.
 
@@ -113,6 +113,7 @@ class _Batch:
 
     source: EventSource
     entries: list[tuple[bytes, dict[bytes, bytes]]]
+    frame: pl.DataFrame  # the parsed entries
     bad: list[tuple[bytes, dict[bytes, bytes], str]]
     prepared: PreparedBatch | None
 
@@ -153,8 +154,8 @@ class StreamIngestor:
     def run(self, *, until: Callable[[], bool] = lambda: False) -> IngestStats:
         """Consume until ``until()`` is true (a signal handler, a test, a deadline).
 
-        Two stages: while one batch is written to Redis and acknowledged (a writer thread),
-        the next is read, parsed, landed offline and prepared. Writes and acks keep their order,
+        Two stages: while one batch is written to Redis, landed offline and acknowledged (a
+        writer thread), the next is read, parsed and prepared. Writes and acks keep their order,
         and a failed write stops the loop with its error: nothing is acknowledged unwritten."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="skewless-writer") as writer:
             in_flight: Future[None] | None = None
@@ -200,19 +201,22 @@ class StreamIngestor:
     def _prepare(
         self, source: EventSource, plans: list[ViewPlan], *, own_pending: bool = True
     ) -> _Batch | None:
-        """The next batch of ``source``: read, parsed, landed offline, its writes prepared."""
+        """The next batch of ``source``: read, parsed, its writes prepared."""
         entries = self._next_entries(str(source.stream), own_pending=own_pending)
         if not entries:
             return None
         frame, bad = parse_entries(source, entries, first_ord=_entry_ord(entries[0][0]))
-        self._land_offline(source, frame)
         prepared = self.executor.prepare(plans, frame) if frame.height else None
-        return _Batch(source, entries, bad, prepared)
+        return _Batch(source, entries, frame, bad, prepared)
 
     def _finish(self, batch: _Batch) -> None:
-        """Write the batch, dead-letter what does not count, then acknowledge it."""
+        """Write the batch online, land it offline, dead-letter what does not count, then
+        acknowledge it. Online first: its events become visible without waiting for the file;
+        a crash before the ack redelivers the batch, whose online writes then change nothing
+        and whose file is written again under the same name."""
         stream = str(batch.source.stream)
         result = self.executor.run(batch.prepared) if batch.prepared is not None else None
+        self._land_offline(batch.source, batch.frame)
         pipe = self.client.pipeline(transaction=False)
         for entry_id, raw, reason in batch.bad:
             pipe.xadd(dead_letter_stream(stream), {**raw, b"__reason": reason.encode(), b"__entry": entry_id})
