@@ -2,10 +2,11 @@
 
 Each event source with a ``stream`` is consumed by the consumer group ``skewless``; several
 ``skewless ingest`` processes share the work. A batch is acknowledged only after (1) the online
-writes succeeded and (2) its events landed in the offline history
-(``data/stream/<source>/…parquet``, with their ingest time). A crash before the ack means redelivery; the recorded event ids
-make the second application a no-op (transforms/incremental.py). Entries that cannot be parsed,
-and events that do not count (too late, missing keys), go to ``<stream>:dead`` with the reason.
+writes succeeded and (2) its events landed in the offline history (``data/stream/<source>/…
+parquet``, with their ingest time). A crash before the ack means redelivery; the recorded event
+ids make the second application a no-op (transforms/incremental.py). Entries that cannot be
+parsed, and events that do not count (too late, missing keys), go to ``<stream>:dead`` with the
+reason.
 
 An entry is a flat map of the source's columns as strings (timestamps as ISO 8601 with a zone,
 or integer microseconds since the epoch). Its ingest time is the entry id's millisecond time,

@@ -119,7 +119,7 @@ def run_bulk(
 
 
 def call_packed(client: redis.Redis, packed: pa.Array) -> list[Any]:
-    """Run packed commands (``pack_grouped``, ``pack_commands``) in one round trip and return
+    """Run packed commands (one per row, in the Redis protocol) in one round trip and return
     their replies in order; an error reply is returned as a ``hiredis.ReplyError`` for the
     caller to judge (a script missing from Redis's cache, say)."""
     if not len(packed):
