@@ -25,7 +25,7 @@ import pyarrow as pa
 import redis
 
 from skewless._errors import StoreError
-from skewless.stores.bulk import pack_commands, pack_grouped, run_bulk
+from skewless.stores.bulk import frame_commands, pack_commands, pack_grouped, run_bulk, text_column
 from skewless.stores.byte_columns import BYTES, decimal_text
 from skewless.stores.redis_layout import HWM_KEY, SEEN_KEY
 from skewless.transforms.compiled import ViewPlan
@@ -102,8 +102,8 @@ def _bookkeeping(plan: ViewPlan, counted: pl.DataFrame) -> list[pa.Array]:
     )
     return [
         _grouped(b"ZADD", ids, "deadline", "id")[0],
-        _command([b"SET"], entities.with_columns(key=hwm), "key", "hwm"),
-        *[_command([b"PEXPIRE"], kept.with_columns(key=key), "key", "keep") for key in (seen, hwm)],
+        frame_commands([b"SET"], entities.with_columns(key=hwm), "key", "hwm"),
+        *[frame_commands([b"PEXPIRE"], kept.with_columns(key=key), "key", "keep") for key in (seen, hwm)],
     ]
 
 
@@ -124,15 +124,6 @@ def _tile_commands(updates: pl.DataFrame) -> list[pa.Array]:
     return [hashes, sets, hash_expiry, set_expiry]
 
 
-def _text(frame: pl.DataFrame, column: str) -> pa.Array:
-    return frame[column].cast(pl.String).to_arrow()
-
-
-def _command(head: list[bytes], frame: pl.DataFrame, *columns: str) -> pa.Array:
-    """One command per row of ``frame``: ``head``, then the row's ``columns`` as text."""
-    return pack_commands([*head, *(_text(frame, c) for c in columns)])
-
-
 def _grouped(command: bytes, frame: pl.DataFrame, *columns: str) -> tuple[pa.Array, pa.Array]:
     """One ``command`` per ``key`` of ``frame``, with the ``columns`` of every row of that key;
     and, when ``frame`` has ``ttl``, a PEXPIRE of each key to its longest."""
@@ -140,7 +131,7 @@ def _grouped(command: bytes, frame: pl.DataFrame, *columns: str) -> tuple[pa.Arr
     first = (rows["key"] != rows["key"].shift(1)).fill_null(True)  # where a key begins
     starts = np.r_[np.flatnonzero(first.to_numpy()), rows.height]
     keys = rows["key"].filter(first).to_arrow()
-    packed = pack_grouped([command, keys], [_text(rows, c) for c in columns], starts)
+    packed = pack_grouped([command, keys], [text_column(rows, c) for c in columns], starts)
     if "ttl" not in rows.columns:
         return packed, _EMPTY
     ttl = np.maximum.reduceat(rows["ttl"].to_numpy(), starts[:-1])

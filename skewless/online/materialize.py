@@ -19,7 +19,8 @@ import redis
 
 from skewless.online.history import write_history
 from skewless.online.plain import write_plain_rows
-from skewless.stores.redis_layout import entity_tag, latest_key
+from skewless.stores.bulk import frame_commands, run_bulk
+from skewless.stores.redis_layout import LATEST_KEY, entity_tag_expr
 from skewless.transforms.batch import BatchExecutor
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.incremental import IncrementalExecutor
@@ -68,15 +69,21 @@ def _latest_rows(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
 
 
 def _set_latest(client: redis.Redis, plan: ViewPlan, events: pl.DataFrame, now_us: int) -> None:
-    latest = events.group_by(list(plan.join_keys)).agg(pl.col("__event_us").max())
-    pipe = client.pipeline(transaction=False)
-    for row in latest.iter_rows(named=True):
-        key = latest_key(entity_tag(plan.name, [row[k] for k in plan.join_keys]))
-        if plan.ttl_us is None:
-            pipe.set(key, row["__event_us"])
-        elif (ttl_ms := (row["__event_us"] + 2 * plan.ttl_us - now_us) // 1000) > 0:
-            pipe.set(key, row["__event_us"], px=ttl_ms)
-    pipe.execute()
+    """Each entity's latest event time, kept twice the view's TTL (forever without one)."""
+    latest = (
+        events.group_by(list(plan.join_keys))
+        .agg(pl.col("__event_us").max())
+        .select(
+            pl.format(LATEST_KEY, entity_tag_expr(plan.name, plan.join_keys)).alias("key"),
+            "__event_us",
+            ((pl.col("__event_us") + 2 * (plan.ttl_us or 0) - now_us) // 1000).alias("ttl"),
+        )
+    )
+    if plan.ttl_us is None:
+        commands = frame_commands([b"SET"], latest, "key", "__event_us")
+    else:
+        commands = frame_commands([b"PSETEX"], latest.filter(pl.col("ttl") > 0), "key", "ttl", "__event_us")
+    run_bulk(client, [commands])
 
 
 def materialize_view(

@@ -18,13 +18,14 @@ from typing import Any
 
 import hiredis
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
 from skewless.stores.byte_columns import BYTES, decimal_text, join_rows
 
-__all__ = ["call_packed", "pack_commands", "pack_grouped", "run_bulk"]
+__all__ = ["call_packed", "frame_commands", "pack_commands", "pack_grouped", "run_bulk", "text_column"]
 
 _READ_SIZE = 1 << 16
 #: Commands sent but not yet answered before the oldest batch's replies are read. Redis keeps
@@ -36,6 +37,16 @@ def pack_commands(args: Sequence[bytes | pa.Array]) -> pa.Array:
     """One command per row, in the Redis protocol: each argument is the same ``bytes`` in every
     row or a column (no nulls) with a row's own value."""
     return join_rows([b"*%d\r\n" % len(args), *_framed(args)])
+
+
+def frame_commands(head: Sequence[bytes], frame: pl.DataFrame, *columns: str) -> pa.Array:
+    """One command per row of ``frame``: ``head``, then the row's ``columns`` as text."""
+    return pack_commands([*head, *(text_column(frame, c) for c in columns)])
+
+
+def text_column(frame: pl.DataFrame, column: str) -> pa.Array:
+    """A column as the text Redis reads (numbers in decimal), in Arrow."""
+    return frame[column].cast(pl.String).to_arrow()
 
 
 def pack_grouped(head: Sequence[bytes | pa.Array], items: Sequence[pa.Array], starts: np.ndarray) -> pa.Array:

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import polars as pl
+
 __all__ = [
     "APPLY_SCRIPT",
     "HWM_KEY",
     "LATEST_KEY",
     "SEEN_KEY",
     "entity_tag",
+    "entity_tag_expr",
     "latest_key",
     "set_key",
     "set_key_template",
@@ -42,6 +45,12 @@ HWM_KEY = "skl:{}:hwm"
 def entity_tag(view: str, entity: Sequence[object]) -> str:
     """The hash tag shared by every key of one entity of one view."""
     return "{" + view + "|" + "|".join(str(v) for v in entity) + "}"
+
+
+def entity_tag_expr(view: str, join_keys: Sequence[str]) -> pl.Expr:
+    """``entity_tag`` as a polars expression over the join-key columns."""
+    keys = [pl.col(k).cast(pl.String) for k in join_keys]
+    return pl.concat_str([pl.lit("{" + view + "|"), pl.concat_str(keys, separator="|"), pl.lit("}")])
 
 
 def tile_key_template(granularity_us: int) -> str:

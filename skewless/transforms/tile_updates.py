@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from skewless.stores.redis_layout import set_key_template, tile_key_template
+from skewless.stores.redis_layout import entity_tag_expr, set_key_template, tile_key_template
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.events import reject_reasons
 
@@ -135,12 +135,6 @@ def _spec_ops(spec: _Spec, events: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFr
     )
 
 
-def _entity_tag(plan: ViewPlan) -> pl.Expr:
-    """``entity_tag`` as an expression over the join-key columns."""
-    keys = [pl.col(k).cast(pl.String) for k in plan.join_keys]
-    return pl.concat_str([pl.lit("{" + plan.name + "|"), pl.concat_str(keys, separator="|"), pl.lit("}")])
-
-
 def counted_events(plan: ViewPlan, events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The events of ``events`` that count for ``plan`` (semantics §3), first copies only,
     transformed and tagged with their entity (``__tag``); and the rejected ones, with ``__reason``."""
@@ -152,7 +146,9 @@ def counted_events(plan: ViewPlan, events: pl.DataFrame) -> tuple[pl.DataFrame, 
     )
     if plan.transform is not None:
         counted = plan.transform(counted)
-    return counted.with_columns(__tag=_entity_tag(plan)), frame.filter(pl.col("__reason").is_not_null())
+    return counted.with_columns(__tag=entity_tag_expr(plan.name, plan.join_keys)), frame.filter(
+        pl.col("__reason").is_not_null()
+    )
 
 
 def merged_updates(plan: ViewPlan, frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:

@@ -76,6 +76,11 @@ def test_materialized_windows_equal_offline_and_rerun_changes_nothing(store: Fea
     store.materialize(["card_activity"])
     at = datetime.now(UTC)
     _assert_online_equals_offline(store, WINDOWED, at)
+    card = _cards(store)[0]
+    counted = store.batch.events(store.plans["card_activity"], transform=False)
+    latest = f"skl:{{card_activity|{card}}}:latest"  # kept twice the view's 7-day TTL
+    assert int(store.redis.get(latest)) == counted.filter(pl.col("card_id") == card)["__event_us"].max()  # type: ignore[arg-type]
+    assert 0 < store.redis.pttl(latest) <= 14 * 86_400_000
     before = store.get_online_features(WINDOWED, {"card_id": _cards(store)}, at=at)
     store.materialize(["card_activity"])  # a full run again (e.g. after an interruption)
     assert store.get_online_features(WINDOWED, {"card_id": _cards(store)}, at=at) == before
