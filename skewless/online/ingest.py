@@ -51,49 +51,50 @@ def _parse_time(text: str) -> datetime:
     return moment
 
 
-def _parse_field(text: str | None, dtype: pl.DataType) -> Any:
-    if text is None or text == "":
-        return None
-    name = dtype_name(dtype)
-    if name in ("Int32", "Int64"):
-        return int(text)
-    if name in ("Float32", "Float64"):
-        return float(text)
-    if name == "Boolean":
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"{text!r} is not a boolean")
-        return text.lower() in ("true", "1")
-    if name == "Datetime":
-        return _parse_time(text)
-    return text
+def _parse_bool(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(f"{text!r} is not a boolean")
+    return text.lower() in ("true", "1")
+
+
+def _parser(dtype: pl.DataType) -> Callable[[str], Any]:
+    """How a column's non-empty text becomes its value (raising ValueError when it cannot)."""
+    parsers: dict[str, Callable[[str], Any]] = {
+        "Int32": int,
+        "Int64": int,
+        "Float32": float,
+        "Float64": float,
+        "Boolean": _parse_bool,
+        "Datetime": _parse_time,
+    }
+    return parsers.get(dtype_name(dtype), str)
 
 
 def parse_entries(
     source: EventSource, entries: Sequence[tuple[bytes, dict[bytes, bytes]]], first_ord: int
 ) -> tuple[pl.DataFrame, list[tuple[bytes, dict[bytes, bytes], str]]]:
     """Entries as a typed frame (source columns, ``__ingest_us``, ``__ord``, ``__id``), and the
-    malformed ones with the reason each could not be read."""
-    good: list[dict[str, Any]] = []
+    malformed ones with the reason each could not be read. An empty field is a null."""
+    parsers = [(column, _parser(dtype)) for column, dtype in source.columns.items()]
+    known = {*source.columns, "__ingest_us"}
+    good: list[tuple[Any, ...]] = []
     bad: list[tuple[bytes, dict[bytes, bytes], str]] = []
     for position, (entry_id, raw) in enumerate(entries):
         fields = {k.decode(): v.decode() for k, v in raw.items()}
-        unknown = sorted(set(fields) - set(source.columns) - {"__ingest_us"})
         try:
-            if unknown:
-                raise ValueError(f"unknown fields {', '.join(unknown)}")
-            row = {c: _parse_field(fields.get(c), dt) for c, dt in source.columns.items()}
+            if not fields.keys() <= known:
+                raise ValueError(f"unknown fields {', '.join(sorted(fields.keys() - known))}")
+            values = [parse(text) if (text := fields.get(column)) else None for column, parse in parsers]
         except ValueError as exc:
             bad.append((entry_id, raw, f"malformed: {exc}"))
             continue
         millis = int(entry_id.split(b"-")[0])
-        row["__ingest_us"] = int(fields["__ingest_us"]) if "__ingest_us" in fields else millis * 1000 + 999
-        row["__ord"] = first_ord + position
-        row["__id"] = entry_id.decode()
-        good.append(row)
+        ingest_us = int(fields["__ingest_us"]) if "__ingest_us" in fields else millis * 1000 + 999
+        good.append((*values, ingest_us, first_ord + position, entry_id.decode()))
     schema = pl.Schema(
         {**source.columns, "__ingest_us": pl.Int64(), "__ord": pl.Int64(), "__id": pl.String()}
     )
-    return pl.DataFrame(good, schema=schema), bad
+    return pl.DataFrame(good, schema=schema, orient="row"), bad
 
 
 @dataclass
