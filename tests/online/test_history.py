@@ -5,25 +5,15 @@ events, nulls."""
 
 from __future__ import annotations
 
-import uuid
-
 import redis
 from hypothesis import HealthCheck, given, settings
 
-from skewless import FeatureView
 from skewless.online.history import write_history
-from skewless.transforms.compiled import compile_view
 from skewless.transforms.incremental import IncrementalExecutor
 from tests import oracle
-from tests.offline.test_batch_matches_oracle import AGGREGATIONS, account, derive, event_sets, source
-from tests.parity.test_online_offline_parity import EXAMPLES, _cleanup, _frame
+from tests.offline.test_batch_matches_oracle import event_sets
+from tests.parity.test_online_offline_parity import EXAMPLES, _frame, cleanup, own_plan
 from tests.parity.test_online_offline_parity import client as client  # the fixture
-
-
-def _view(name: str) -> FeatureView:
-    return FeatureView(
-        name=name, entities=[account], source=source, transform=derive, aggregations=AGGREGATIONS, ttl="90m"
-    )
 
 
 def _number_or_text(raw: bytes) -> object:
@@ -61,23 +51,23 @@ def _state(client: redis.Redis, view: str) -> dict[str, tuple[str, object, int]]
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=event_sets())
 def test_bulk_history_equals_replay(client: redis.Redis, events: list[oracle.Event]) -> None:
-    replayed, bulk = f"r{uuid.uuid4().hex[:10]}", f"b{uuid.uuid4().hex[:10]}"
+    replayed, bulk = own_plan(ttl="90m"), own_plan(ttl="90m")
     # Each entity's events together, in arrival order, as a full materialization hands them over.
     history = _frame(events).sort("account", "__ingest_us", "__ord", nulls_last=True)
     try:
-        result = IncrementalExecutor(client).apply([compile_view(_view(replayed))], history)
-        written = write_history(client, compile_view(_view(bulk)), history)
-        ours, theirs = _state(client, bulk), _state(client, replayed)
+        result = IncrementalExecutor(client).apply([replayed], history)
+        written = write_history(client, bulk, history)
+        ours, theirs = _state(client, bulk.name), _state(client, replayed.name)
         assert {k: v[:2] for k, v in ours.items()} == {k: v[:2] for k, v in theirs.items()}
         for key, (_, _, ttl) in ours.items():  # written a moment apart: the same expiry, give or take
             assert (ttl == -1) == (theirs[key][2] == -1) and abs(ttl - theirs[key][2]) < 2_000, key
-        assert written == result.applied[replayed]
+        assert written == result.applied[replayed.name]
     finally:
-        _cleanup(client, replayed)
-        _cleanup(client, bulk)
+        cleanup(client, replayed.name)
+        cleanup(client, bulk.name)
 
 
 def test_an_empty_history_writes_nothing(client: redis.Redis) -> None:
-    name = f"e{uuid.uuid4().hex[:10]}"
-    assert write_history(client, compile_view(_view(name)), _frame([])) == 0
-    assert not list(client.scan_iter(match=f"skl:{{{name}|*"))
+    plan = own_plan()
+    assert write_history(client, plan, _frame([])) == 0
+    assert not list(client.scan_iter(match=f"skl:{{{plan.name}|*"))

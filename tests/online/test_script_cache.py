@@ -4,20 +4,17 @@ that met its absence run again. Against a redis-server of the test's own."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from skewless import FeatureView
 from skewless.stores.online_read import read_feature_view
-from skewless.transforms.compiled import compile_view
 from skewless.transforms.incremental import IncrementalExecutor
 from tests import oracle
-from tests.offline.test_batch_matches_oracle import AGGREGATIONS, T0, account, derive, source
-from tests.parity.test_online_offline_parity import _frame
+from tests.offline.test_batch_matches_oracle import T0
+from tests.parity.test_online_offline_parity import _frame, own_plan
 from tests.service.processes import free_port, redis_server
 
 
@@ -45,15 +42,7 @@ def fresh_redis(tmp_path: Path) -> Iterator[redis.Redis]:
 
 
 def test_scripts_missing_from_redis_are_loaded_and_nothing_is_lost(fresh_redis: redis.Redis) -> None:
-    plan = compile_view(
-        FeatureView(
-            name=f"s{uuid.uuid4().hex[:8]}",
-            entities=[account],
-            source=source,
-            transform=derive,
-            aggregations=AGGREGATIONS,
-        )
-    )
+    plan = own_plan()
     executor = IncrementalExecutor(fresh_redis)
     assert executor.apply([plan], _frame(_events(0))).applied == {plan.name: 3}  # never loaded
     fresh_redis.script_flush()

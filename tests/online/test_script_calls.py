@@ -4,21 +4,17 @@ byte length is not their length in characters), and apply against real Redis."""
 
 from __future__ import annotations
 
-import uuid
-
 import hiredis
 import polars as pl
 import redis
 
-from skewless import FeatureView
 from skewless.stores.online_read import read_feature_view
-from skewless.transforms.compiled import ViewPlan, compile_view
 from skewless.transforms.incremental import IncrementalExecutor
 from skewless.transforms.script_calls import script_calls
 from skewless.transforms.tile_updates import counted_events
 from tests import oracle
-from tests.offline.test_batch_matches_oracle import AGGREGATIONS, T0, account, derive, source
-from tests.parity.test_online_offline_parity import _frame
+from tests.offline.test_batch_matches_oracle import T0
+from tests.parity.test_online_offline_parity import _frame, cleanup, own_plan
 
 KEYS = ["ä€", "b", "🛒 x"]
 
@@ -37,17 +33,6 @@ def _events() -> list[oracle.Event]:
     ]
 
 
-def _plan() -> ViewPlan:
-    view = FeatureView(
-        name=f"u{uuid.uuid4().hex[:8]}",
-        entities=[account],
-        source=source,
-        transform=derive,
-        aggregations=AGGREGATIONS,
-    )
-    return compile_view(view)
-
-
 def _parsed(packed: list[bytes]) -> list[list[bytes]]:
     """Each packed command read back as the array of arguments Redis sees; none may be cut."""
     commands = []
@@ -60,7 +45,7 @@ def _parsed(packed: list[bytes]) -> list[list[bytes]]:
 
 
 def test_each_call_parses_into_the_scripts_signature() -> None:
-    plan = _plan()
+    plan = own_plan()
     tagged, _ = counted_events(plan, _frame(_events()))
     calls = script_calls(plan, tagged.with_columns(__group=pl.col("__tag")))
     assert sorted(calls.groups) == sorted(tagged["__tag"].unique().to_list())
@@ -86,7 +71,7 @@ def test_each_call_parses_into_the_scripts_signature() -> None:
 
 def test_calls_with_multibyte_text_apply_once(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    plan = _plan()
+    plan = own_plan()
     executor = IncrementalExecutor(client)
     try:
         first = executor.apply([plan], _frame(_events()))
@@ -97,5 +82,4 @@ def test_calls_with_multibyte_text_apply_once(redis_url: str) -> None:
         counts = [read.values[plan.aggregations[0].name] for read in reads]
         assert sum(counts) == 7  # the 10-minute count sees every counted event once
     finally:
-        for key in client.scan_iter(match=f"skl:{{{plan.name}|*"):
-            client.delete(key)
+        cleanup(client, plan.name)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from skewless import FeatureView
 from skewless.stores.online_read import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT, read_feature_view
 from skewless.transforms.batch import BatchExecutor
-from skewless.transforms.compiled import compile_view
+from skewless.transforms.compiled import ViewPlan, compile_view
 from skewless.transforms.incremental import IncrementalExecutor
 from tests import oracle
 from tests.offline.test_batch_matches_oracle import (
@@ -72,7 +72,22 @@ def client(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
 
 
-def _cleanup(client: redis.Redis, view: str) -> None:
+def own_plan(ttl: str | None = None) -> ViewPlan:
+    """The test view (tests/offline/test_batch_matches_oracle.py) under a name of its own, so
+    tests running side by side on one Redis never share keys."""
+    view = FeatureView(
+        name=f"v{uuid.uuid4().hex[:10]}",
+        entities=[account],
+        source=source,
+        transform=derive,
+        aggregations=AGGREGATIONS,
+        ttl=ttl,
+    )
+    return compile_view(view)
+
+
+def cleanup(client: redis.Redis, view: str) -> None:
+    """Delete a view's online state."""
     keys = list(client.scan_iter(match=f"skl:{{{view}|*", count=1000))
     if keys:
         client.delete(*keys)
@@ -89,15 +104,7 @@ def test_online_equals_offline_as_available(
 ) -> None:
     if not events:
         return
-    view = FeatureView(
-        name=f"p{uuid.uuid4().hex[:10]}",
-        entities=[account],
-        source=source,
-        transform=derive,
-        aggregations=AGGREGATIONS,
-        ttl="90m",
-    )
-    plan = compile_view(view)
+    plan = own_plan(ttl="90m")
     _write(events, tmp_path / "payments.parquet")
     offline = BatchExecutor(tmp_path)
     online = IncrementalExecutor(client)
@@ -121,7 +128,7 @@ def test_online_equals_offline_as_available(
         assert read_feature_view(client, plan, [[k] for k in keys], T0 + last) == before
     finally:
         offline.close()
-        _cleanup(client, view.name)
+        cleanup(client, plan.name)
 
 
 def _compare(client: redis.Redis, offline: BatchExecutor, plan: Any, keys: list[str], t: int) -> None:
