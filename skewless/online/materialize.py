@@ -73,16 +73,14 @@ def _set_latest(client: redis.Redis, plan: ViewPlan, events: pl.DataFrame, now_u
     latest = (
         events.group_by(list(plan.join_keys))
         .agg(pl.col("__event_us").max())
-        .select(
-            pl.format(LATEST_KEY, entity_tag_expr(plan.name, plan.join_keys)).alias("key"),
-            "__event_us",
-            ((pl.col("__event_us") + 2 * (plan.ttl_us or 0) - now_us) // 1000).alias("ttl"),
-        )
+        .select(pl.format(LATEST_KEY, entity_tag_expr(plan.name, plan.join_keys)).alias("key"), "__event_us")
     )
     if plan.ttl_us is None:
         commands = frame_commands([b"SET"], latest, "key", "__event_us")
     else:
-        commands = frame_commands([b"PSETEX"], latest.filter(pl.col("ttl") > 0), "key", "ttl", "__event_us")
+        ttl_ms = (pl.col("__event_us") + 2 * plan.ttl_us - now_us) // 1000
+        live = latest.with_columns(ttl=ttl_ms).filter(pl.col("ttl") > 0)
+        commands = frame_commands([b"PSETEX"], live, "key", "ttl", "__event_us")
     run_bulk(client, [commands])
 
 

@@ -9,10 +9,11 @@ import redis
 from hypothesis import HealthCheck, given, settings
 
 from skewless.online.history import write_history
+from skewless.online.materialize import clear_view
 from skewless.transforms.incremental import IncrementalExecutor
 from tests import oracle
 from tests.offline.test_batch_matches_oracle import event_sets
-from tests.parity.test_online_offline_parity import EXAMPLES, _frame, cleanup, own_plan
+from tests.parity.test_online_offline_parity import EXAMPLES, _frame, own_plan
 from tests.parity.test_online_offline_parity import client as client  # the fixture
 
 
@@ -63,8 +64,8 @@ def test_bulk_history_equals_replay(client: redis.Redis, events: list[oracle.Eve
             assert (ttl == -1) == (theirs[key][2] == -1) and abs(ttl - theirs[key][2]) < 2_000, key
         assert written == result.applied[replayed.name]
     finally:
-        cleanup(client, replayed.name)
-        cleanup(client, bulk.name)
+        clear_view(client, replayed)
+        clear_view(client, bulk)
 
 
 def test_an_empty_history_writes_nothing(client: redis.Redis) -> None:

@@ -8,13 +8,14 @@ import hiredis
 import polars as pl
 import redis
 
+from skewless.online.materialize import clear_view
 from skewless.stores.online_read import read_feature_view
 from skewless.transforms.incremental import IncrementalExecutor
 from skewless.transforms.script_calls import script_calls
 from skewless.transforms.tile_updates import counted_events
 from tests import oracle
 from tests.offline.test_batch_matches_oracle import T0
-from tests.parity.test_online_offline_parity import _frame, cleanup, own_plan
+from tests.parity.test_online_offline_parity import _frame, own_plan
 
 KEYS = ["ä€", "b", "🛒 x"]
 
@@ -82,4 +83,4 @@ def test_calls_with_multibyte_text_apply_once(redis_url: str) -> None:
         counts = [read.values[plan.aggregations[0].name] for read in reads]
         assert sum(counts) == 7  # the 10-minute count sees every counted event once
     finally:
-        cleanup(client, plan.name)
+        clear_view(client, plan)

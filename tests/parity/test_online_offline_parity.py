@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from skewless import FeatureView
+from skewless.online.materialize import clear_view
 from skewless.stores.online_read import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT, read_feature_view
 from skewless.transforms.batch import BatchExecutor
 from skewless.transforms.compiled import ViewPlan, compile_view
@@ -86,13 +87,6 @@ def own_plan(ttl: str | None = None) -> ViewPlan:
     return compile_view(view)
 
 
-def cleanup(client: redis.Redis, view: str) -> None:
-    """Delete a view's online state."""
-    keys = list(client.scan_iter(match=f"skl:{{{view}|*", count=1000))
-    if keys:
-        client.delete(*keys)
-
-
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     events=event_sets(),
@@ -128,7 +122,7 @@ def test_online_equals_offline_as_available(
         assert read_feature_view(client, plan, [[k] for k in keys], T0 + last) == before
     finally:
         offline.close()
-        cleanup(client, plan.name)
+        clear_view(client, plan)
 
 
 def _compare(client: redis.Redis, offline: BatchExecutor, plan: Any, keys: list[str], t: int) -> None:
