@@ -3,7 +3,8 @@
 Relations, by name:
 
 - ``__events``: counted events (§3) after the transform, with ``__event_us``, ``__ingest_us``,
-  ``__ord`` (arrival position) and ``__order`` (the struct that orders ``last``);
+  ``__ord`` (arrival position), ``__id`` (the event id as text, '' if none) and, for each column
+  an ordered aggregation reads, its rank in the order of §5 (``order_rank``);
 - ``__rows``: entity rows, with ``__row`` (position), the join keys and ``__t`` (µs).
 
 Everything is integer microseconds, so tile boundaries are exact and equal to the online ones.
@@ -16,7 +17,7 @@ import polars as pl
 from skewless.transforms.compiled import CompiledAggregation, ViewPlan
 from skewless.transforms.dtypes import dtype_name, is_numeric
 
-__all__ = ["counted_events_sql", "feature_view_sql", "plain_view_sql"]
+__all__ = ["counted_events_sql", "feature_view_sql", "order_rank", "plain_view_sql"]
 
 _SQL_TYPES = {
     "Int32": "INTEGER",
@@ -58,13 +59,18 @@ def counted_events_sql(plan: ViewPlan, source_sql: str) -> str:
     )
     event_id = f"coalesce(CAST({quote(src.event_id)} AS VARCHAR), '')" if src.event_id else "''"
     return f"""
-        SELECT * EXCLUDE (__ord), __ord,
-               struct_pack(e := __event_us, i := __ingest_us, id := {event_id}) AS __order
+        SELECT * EXCLUDE (__ord), __ord, {event_id} AS __id
         FROM (SELECT *, {event} AS __event_us, {ingest} AS __ingest_us FROM ({source_sql}))
         WHERE {not_null}
           AND __event_us <= __ingest_us
           AND __ingest_us - __event_us <= {plan.lateness_us}
         {dedup}"""
+
+
+def order_rank(column: str) -> str:
+    """The column of ``__events`` that ranks events by (event time, ingest time, event id,
+    ``column``), the order ``last`` of ``column`` follows (§5)."""
+    return f"__rank_{column}"
 
 
 def _keys_equal(left: str, right: str, keys: tuple[str, ...]) -> str:
@@ -120,6 +126,10 @@ def _value_expr(agg: CompiledAggregation) -> str:
     return column
 
 
+def _order_expr(agg: CompiledAggregation) -> str:
+    return f"e.{quote(order_rank(agg.column))}" if agg.aggregator.ordered and agg.column else "NULL"
+
+
 def _windows_sql(plan: ViewPlan, as_available: bool) -> str:
     """Each entity row joined to the raw events its longest window may need, then every feature
     aggregated with a filter to its own window. (Measured faster here than merging tiles.)"""
@@ -129,7 +139,7 @@ def _windows_sql(plan: ViewPlan, as_available: bool) -> str:
     least = f"least({', '.join(lower.values())})" if len(lower) > 1 else next(iter(lower.values()))
     available = " AND e.__ingest_us <= r.__t" if as_available else ""
     aggregates = ",\n".join(
-        f"{a.aggregator().sql(_value_expr(a), f'e.__event_us >= r.{lower[(a.window_us, a.granularity_us)]}')} AS {quote(a.name)}"
+        f"{a.aggregator().sql(_value_expr(a), f'e.__event_us >= r.{lower[(a.window_us, a.granularity_us)]}', _order_expr(a))} AS {quote(a.name)}"
         for a in plan.aggregations
     )
     return f"""

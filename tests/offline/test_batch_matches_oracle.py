@@ -213,3 +213,43 @@ def test_plain_view_equals_oracle(
         for column in PLAIN.features:
             expected = oracle.plain_value(truth, key, t, column, ttl_us=TTL, as_available=as_available)
             assert _same(result[column][i], expected), (column, key, t, result[column][i], expected)
+
+
+def test_last_breaks_a_full_tie_by_the_larger_value(tmp_path: Path) -> None:
+    """Without event ids nothing is deduplicated, so events can tie on (event time, ingest time,
+    id): ``last`` then takes the larger value (docs/semantics.md §5), whatever the arrival order."""
+    anonymous = EventSource(
+        name="payments",
+        path="payments.parquet",
+        event_time="event_time",
+        ingest_time="ingest_time",
+        schema={k: v for k, v in source.columns.items() if k != "event_id"},
+    )
+    view = FeatureView(
+        name="ties",
+        entities=[account],
+        source=anonymous,
+        aggregations=[
+            Aggregation("last", "amount", window="1h", granularity="5m"),
+            Aggregation("last", "shop", window="1h", granularity="5m"),
+        ],
+    )
+    at = [datetime.fromtimestamp((T0 + m * MINUTE) / 1_000_000, UTC) for m in (5, 10, 10, 10)]
+    pl.DataFrame(
+        {
+            "account": ["a"] * 4,
+            "amount": [9.0, 3.0, 7.0, 5.0],
+            "units": [1, 2, 3, 4],
+            "shop": ["z", "b", "c", "a"],
+            "event_time": at,
+            "ingest_time": at,
+        },
+        schema=anonymous.columns,
+    ).write_parquet(tmp_path / "payments.parquet")
+    executor = BatchExecutor(tmp_path)
+    try:
+        result = executor.compute(compile_view(view), _rows([("a", 20 * MINUTE), ("a", 7 * MINUTE)]))
+    finally:
+        executor.close()
+    assert result["amount_last_1h"].to_list() == [7.0, 9.0]
+    assert result["shop_last_1h"].to_list() == ["c", "z"]

@@ -29,10 +29,17 @@ class Aggregator(ABC):
     bounded_memory: ClassVar[bool]
     #: What the function returns over no (non-null) events.
     empty: ClassVar[Any] = None
+    #: True when the result depends on the order of events (docs/semantics.md §5): the batch
+    #: executor then ranks the events by that order for the function's column.
+    ordered: ClassVar[bool] = False
 
     @abstractmethod
-    def sql(self, value: str, where: str) -> str:
-        """SQL aggregate of expression ``value`` over the joined events that satisfy ``where``."""
+    def sql(self, value: str, where: str, order: str) -> str:
+        """SQL aggregate of expression ``value`` over the joined events that satisfy ``where``.
+
+        ``order`` is an integer expression that ranks the events as docs/semantics.md §5 orders
+        them for this value (event time, ingest time, event id, then the value itself); only
+        order-sensitive functions (``last``) use it."""
 
     @abstractmethod
     def update(self, value: Any, order: OrderKey) -> None:

@@ -28,7 +28,7 @@ class Count(Aggregator):
     def __init__(self) -> None:
         self.n = 0
 
-    def sql(self, value: str, where: str) -> str:
+    def sql(self, value: str, where: str, order: str) -> str:
         return f"count({value}) FILTER (WHERE {where})"
 
     def update(self, value: Any, order: OrderKey) -> None:

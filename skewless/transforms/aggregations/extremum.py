@@ -18,7 +18,7 @@ class _Extremum(Aggregator):
     def __init__(self) -> None:
         self.value: Any = None
 
-    def sql(self, value: str, where: str) -> str:
+    def sql(self, value: str, where: str, order: str) -> str:
         return f"{self.function}({value}) FILTER (WHERE {where})"
 
     def update(self, value: Any, order: OrderKey) -> None:

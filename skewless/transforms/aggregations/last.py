@@ -24,14 +24,15 @@ class Last(Aggregator):
     function = "last"
     reversible = False
     bounded_memory = True
+    ordered = True
 
     def __init__(self) -> None:
         self.key: tuple[Any, ...] | None = None
 
-    def sql(self, value: str, where: str) -> str:
-        # The greatest (event, ingest, id, value), the ordering of the docs; arg_max rather than an
-        # ordered aggregate, which sorts every group.
-        return f"arg_max({value}, struct_pack(o := __order, v := {value})) FILTER (WHERE {where} AND {value} IS NOT NULL)"
+    def sql(self, value: str, where: str, order: str) -> str:
+        # arg_max over one integer rank: over a struct of (event, ingest, id, value) it took a
+        # third of the training-set query, and an ordered aggregate sorts every group.
+        return f"arg_max({value}, {order}) FILTER (WHERE {where} AND {value} IS NOT NULL)"
 
     def update(self, value: Any, order: OrderKey) -> None:
         if value is not None and (self.key is None or (*order, value) > self.key):

@@ -28,7 +28,7 @@ class Mean(Aggregator):
         self.total: float = 0.0
         self.n = 0
 
-    def sql(self, value: str, where: str) -> str:
+    def sql(self, value: str, where: str, order: str) -> str:
         return f"avg({value}) FILTER (WHERE {where})"
 
     def update(self, value: Any, order: OrderKey) -> None:
