@@ -12,13 +12,14 @@ class Event:
     key: str | None
     event_us: int | None
     ingest_us: int
-    event_id: str
+    event_id: str | None
     values: dict[str, Any]
     position: int  # arrival order in the file or stream
 
 
 def counted(events: list[Event], lateness_us: int) -> list[Event]:
-    """§3: valid, not too late, first valid copy of each (id, event time, key) (by ingest time, then position)."""
+    """§3: valid, not too late, first valid copy of each (id, event time, key) (by ingest time,
+    then position); an event with a null id is nobody's copy."""
     valid = [
         e
         for e in events
@@ -30,7 +31,7 @@ def counted(events: list[Event], lateness_us: int) -> list[Event]:
     seen: set[tuple[str, int | None, str | None]] = set()
     first = []
     for e in sorted(valid, key=lambda e: (e.ingest_us, e.position)):
-        if (e.event_id, e.event_us, e.key) not in seen:
+        if e.event_id is None or (e.event_id, e.event_us, e.key) not in seen:
             seen.add((e.event_id, e.event_us, e.key))
             first.append(e)
     return first
@@ -59,7 +60,7 @@ def aggregate(function: str, column: str | None, events: list[Event]) -> Any:
         return len(set(values))
     if function == "last":
         ranked = [
-            (e.event_us, e.ingest_us, e.event_id, e.values[column])
+            (e.event_us, e.ingest_us, e.event_id or "", e.values[column])
             for e in events
             if e.values[column] is not None
         ]

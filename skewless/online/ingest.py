@@ -73,7 +73,7 @@ def _parser(dtype: pl.DataType) -> Callable[[str], Any]:
 def parse_entries(
     source: EventSource, entries: Sequence[tuple[bytes, dict[bytes, bytes]]], first_ord: int
 ) -> tuple[pl.DataFrame, list[tuple[bytes, dict[bytes, bytes], str]]]:
-    """Entries as a typed frame (source columns, ``__ingest_us``, ``__ord``, ``__id``), and the
+    """Entries as a typed frame (source columns, ``__ingest_us``, ``__ord``, ``__entry``), and the
     malformed ones with the reason each could not be read. An empty field is a null."""
     parsers = [(column, _parser(dtype)) for column, dtype in source.columns.items()]
     known = {*source.columns, "__ingest_us"}
@@ -92,7 +92,7 @@ def parse_entries(
         ingest_us = int(fields["__ingest_us"]) if "__ingest_us" in fields else millis * 1000 + 999
         good.append((*values, ingest_us, first_ord + position, entry_id.decode()))
     schema = pl.Schema(
-        {**source.columns, "__ingest_us": pl.Int64(), "__ord": pl.Int64(), "__id": pl.String()}
+        {**source.columns, "__ingest_us": pl.Int64(), "__ord": pl.Int64(), "__entry": pl.String()}
     )
     return pl.DataFrame(good, schema=schema, orient="row"), bad
 
@@ -226,7 +226,7 @@ class StreamIngestor:
             for row in result.rejected.iter_rows(named=True):
                 pipe.xadd(
                     dead_letter_stream(stream),
-                    {**_as_fields(batch.source, row), "__reason": row["__reason"], "__entry": row["__id"]},
+                    {**_as_fields(batch.source, row), "__reason": row["__reason"], "__entry": row["__entry"]},
                 )
         pipe.xack(stream, GROUP, *[entry_id for entry_id, _ in batch.entries])
         pipe.execute()
@@ -247,12 +247,12 @@ class StreamIngestor:
             return
         directory = self.repo_root / source.stream_history
         directory.mkdir(parents=True, exist_ok=True)
-        name = directory / f"{frame['__id'][0].replace('-', '_')}.parquet"
+        name = directory / f"{frame['__entry'][0].replace('-', '_')}.parquet"
         if source.ingest_time is not None:  # the offline executor's lateness uses the same clock
             frame = frame.with_columns(
                 pl.col("__ingest_us").cast(pl.Datetime("us", "UTC")).alias(source.ingest_time)
             )
-        frame.select(*source.columns, "__id").write_parquet(name.with_suffix(".tmp"))
+        frame.select(*source.columns, "__entry").write_parquet(name.with_suffix(".tmp"))
         name.with_suffix(".tmp").replace(name)
 
     def lag(self) -> dict[str, int]:

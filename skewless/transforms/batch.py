@@ -15,11 +15,11 @@ import polars as pl
 
 from skewless._errors import ExecutionError
 from skewless.transforms.batch_sql import (
-    counted_events_sql,
     feature_view_sql,
     order_rank,
     plain_view_sql,
     quote,
+    valid_events_sql,
 )
 from skewless.transforms.compiled import ViewPlan
 
@@ -31,12 +31,22 @@ OFFLINE_DATABASE = "data/offline.duckdb"
 ROW_CHUNK = 200_000
 
 
+def first_copies(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
+    """The first copy of each (event id, event time, join keys) of ``events`` (in arrival order),
+    and every event whose id is null: it is nobody's copy (docs/semantics.md §3)."""
+    event_id = plan.source.event_id
+    if event_id is None:
+        return events
+    identity = pl.struct(event_id, "__event_us", *plan.join_keys)
+    return events.filter(pl.col(event_id).is_null() | identity.is_first_distinct())
+
+
 def _with_order_ranks(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
     """``events`` with, for each column an ordered aggregation (``last``) reads, each event's rank
     by (event time, ingest time, event id, value) — so the window query compares one integer per
     event where a struct with a string took a third of its time."""
     columns = sorted({a.column for a in plan.aggregations if a.aggregator.ordered and a.column})
-    keys = ("__event_us", "__ingest_us", "__id")
+    keys = ("__event_us", "__ingest_us", "__order_id")
     return events.with_columns(
         pl.arg_sort_by(*keys, column).arg_sort().alias(order_rank(column)) for column in columns
     )
@@ -97,7 +107,7 @@ class BatchExecutor:
         self.validate(plan)
         until = f"WHERE __event_us <= {int(until_us)}" if until_us is not None else ""
         # Arrival order: deterministic (DuckDB scans in parallel) and the order a stream replays.
-        sql = f"SELECT * FROM ({counted_events_sql(plan, self._source_sql(plan))}) {until} ORDER BY __ingest_us, __ord"
+        sql = f"SELECT * FROM ({valid_events_sql(plan, self._source_sql(plan))}) {until} ORDER BY __ingest_us, __ord"
         try:
             events = pl.from_arrow(self.connection.sql(sql).to_arrow_table())
         except duckdb.Error as exc:
@@ -105,6 +115,7 @@ class BatchExecutor:
                 f"view '{plan.name}': reading source '{plan.source.name}' failed: {exc}"
             ) from exc
         assert isinstance(events, pl.DataFrame)
+        events = first_copies(plan, events)
         if not transform:
             return events
         return _with_order_ranks(plan, plan.transform(events) if plan.transform is not None else events)

@@ -3,8 +3,8 @@
 Relations, by name:
 
 - ``__events``: counted events (§3) after the transform, with ``__event_us``, ``__ingest_us``,
-  ``__ord`` (arrival position), ``__id`` (the event id as text, '' if none) and, for each column
-  an ordered aggregation reads, its rank in the order of §5 (``order_rank``);
+  ``__ord`` (arrival position), ``__order_id`` (the event id as text, '' if none) and, for each
+  column an ordered aggregation reads, its rank in the order of §5 (``order_rank``);
 - ``__rows``: entity rows, with ``__row`` (position), the join keys and ``__t`` (µs).
 
 Everything is integer microseconds, so tile boundaries are exact and equal to the online ones.
@@ -17,7 +17,7 @@ import polars as pl
 from skewless.transforms.compiled import CompiledAggregation, ViewPlan
 from skewless.transforms.dtypes import dtype_name, is_numeric
 
-__all__ = ["counted_events_sql", "feature_view_sql", "order_rank", "plain_view_sql"]
+__all__ = ["feature_view_sql", "order_rank", "plain_view_sql", "valid_events_sql"]
 
 _SQL_TYPES = {
     "Int32": "INTEGER",
@@ -45,26 +45,22 @@ def _floor(expr: str, step_us: int) -> str:
     return f"({expr} - ((({expr}) % {step_us}) + {step_us}) % {step_us})"
 
 
-def counted_events_sql(plan: ViewPlan, source_sql: str) -> str:
-    """Events that count (§3): keys and event time present, not from the future, not too late,
-    first valid copy of each (event id, event time, join keys). ``source_sql`` must expose ``__ord``."""
+def valid_events_sql(plan: ViewPlan, source_sql: str) -> str:
+    """Events that may count (§3): keys and event time present, not from the future, not too late.
+    Which of them are first copies the executor decides (``batch.first_copies``): in arrival order,
+    polars does it in half the time of a window over a million partitions. ``source_sql`` must
+    expose ``__ord``."""
     src = plan.source
     event = f"epoch_us({quote(src.event_time)})"
     ingest = f"coalesce(epoch_us({quote(src.ingest_time)}), {event})" if src.ingest_time else event
     not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in (*plan.join_keys, src.event_time))
-    dedup = (
-        f"QUALIFY row_number() OVER (PARTITION BY {quote(src.event_id)}, __event_us, {', '.join(quote(k) for k in plan.join_keys)} ORDER BY __ingest_us, __ord) = 1"
-        if src.event_id
-        else ""
-    )
     event_id = f"coalesce(CAST({quote(src.event_id)} AS VARCHAR), '')" if src.event_id else "''"
     return f"""
-        SELECT * EXCLUDE (__ord), __ord, {event_id} AS __id
+        SELECT * EXCLUDE (__ord), __ord, {event_id} AS __order_id
         FROM (SELECT *, {event} AS __event_us, {ingest} AS __ingest_us FROM ({source_sql}))
         WHERE {not_null}
           AND __event_us <= __ingest_us
-          AND __ingest_us - __event_us <= {plan.lateness_us}
-        {dedup}"""
+          AND __ingest_us - __event_us <= {plan.lateness_us}"""
 
 
 def order_rank(column: str) -> str:

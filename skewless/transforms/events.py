@@ -1,7 +1,7 @@
 """Which live events count (docs/semantics.md §3), with the reason for each that does not.
 
-The batch executor states the same rules in SQL (batch_sql.counted_events_sql); the parity tests
-hold the two to each other.
+The batch executor states the same rules in SQL and polars (batch_sql.valid_events_sql,
+batch.first_copies); the parity tests hold the two to each other.
 """
 
 from __future__ import annotations
@@ -14,19 +14,22 @@ __all__ = ["reject_reasons"]
 
 
 def reject_reasons(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
-    """``events`` with ``__event_us``, ``__id`` and ``__reason`` (null when the event counts).
+    """``events`` with ``__event_us``, ``__id`` (what deduplicates the event), ``__order_id`` (its
+    id as ``last`` orders it, §5) and ``__reason`` (null when the event counts).
 
     ``events`` carries the source's columns, ``__ingest_us`` and ``__ord`` (arrival position),
-    and ``__id`` when the source declares no ``event_id`` (e.g. the stream entry id).
+    and ``__entry`` when it comes from a stream (the entry id). An event without an id of its own is
+    nobody's copy (§3): it is identified by its stream entry, which a redelivery keeps, or else
+    by its position.
     """
     source = plan.source
     event_us = pl.col(source.event_time).dt.epoch("us")
+    own = pl.col("__entry") if "__entry" in events.columns else pl.lit("#") + pl.col("__ord").cast(pl.String)
     if source.event_id is not None:
-        identity = pl.col(source.event_id).cast(pl.String).fill_null(pl.col("__ord").cast(pl.String))
-    elif "__id" in events.columns:
-        identity = pl.col("__id").cast(pl.String)
+        declared = pl.col(source.event_id).cast(pl.String)
+        identity, order_id = declared.fill_null(own), declared.fill_null("")
     else:
-        identity = pl.lit("#") + pl.col("__ord").cast(pl.String)
+        identity, order_id = own.cast(pl.String), pl.lit("")
     delay = pl.col("__ingest_us") - pl.col("__event_us")
     reason = pl.when(pl.col(source.event_time).is_null()).then(
         pl.lit(f"missing event time '{source.event_time}'")
@@ -45,6 +48,6 @@ def reject_reasons(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
             )
         )
     )
-    return events.with_columns(__event_us=event_us, __id=identity).with_columns(
+    return events.with_columns(__event_us=event_us, __id=identity, __order_id=order_id).with_columns(
         __reason=reason.otherwise(None)
     )

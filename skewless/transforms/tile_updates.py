@@ -85,15 +85,15 @@ def _spec_ops(spec: _Spec, events: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFr
             "{}|{}|{}",
             pl.col("__event_us").cast(pl.String).str.zfill(20),
             pl.col("__ingest_us").cast(pl.String).str.zfill(20),
-            "__id",
+            "__order_id",
         )
         merged = (
-            rows.sort("__event_us", "__ingest_us", "__id", "__v")
+            rows.sort("__event_us", "__ingest_us", "__order_id", "__v")
             .group_by(by)
             .agg(
                 pl.col("__event_us").last(),
                 pl.col("__ingest_us").last(),
-                pl.col("__id").last(),
+                pl.col("__order_id").last(),
                 pl.col("__v").last(),
             )
         )

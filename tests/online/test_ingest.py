@@ -85,9 +85,9 @@ def test_pushed_events_reach_online_and_offline_and_bad_ones_are_dead_lettered(
 ) -> None:
     store = _store(example_repo, isolated_redis_url, tmp_path)
     assert store.push("transactions", _events(300)) == 330
-    store.redis.xadd("transactions", {"card_id": "c000001", "event_time": "yesterday"})
+    malformed = store.redis.xadd("transactions", {"card_id": "c000001", "event_time": "yesterday"})
     late = (datetime.now(UTC) - timedelta(hours=3)).isoformat()
-    store.redis.xadd(
+    too_late = store.redis.xadd(
         "transactions",
         {"event_id": "late", "card_id": "c000001", "amount": "5", "currency": "USD", "event_time": late},
     )
@@ -98,6 +98,7 @@ def test_pushed_events_reach_online_and_offline_and_bad_ones_are_dead_lettered(
     dead = store.redis.xrange(dead_letter_stream("transactions"))
     reasons = sorted(fields[b"__reason"].decode() for _, fields in dead)
     assert len(reasons) == 2
+    assert sorted(fields[b"__entry"] for _, fields in dead) == sorted([malformed, too_late])  # the stream entries
     assert reasons[0].startswith("malformed: Invalid isoformat string: 'yesterday'")
     assert reasons[1].startswith("too late: arrived 108") and reasons[1].endswith(
         "allowed lateness is 3600 s"

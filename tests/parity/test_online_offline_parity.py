@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from skewless import FeatureView
@@ -26,6 +26,7 @@ from skewless.transforms.incremental import IncrementalExecutor
 from tests import oracle
 from tests.offline.test_batch_matches_oracle import (
     AGGREGATIONS,
+    NULL_IDS_AND_A_COPY,
     MINUTE,
     T0,
     _rows,
@@ -93,6 +94,7 @@ def own_plan(ttl: str | None = None) -> ViewPlan:
     checkpoints=st.lists(st.integers(0, 300 * MINUTE), min_size=1, max_size=4),
     batch=st.integers(1, 7),
 )
+@example(events=NULL_IDS_AND_A_COPY, checkpoints=[11 * MINUTE, 20 * MINUTE], batch=1)
 def test_online_equals_offline_as_available(
     client: redis.Redis, tmp_path: Path, events: list[oracle.Event], checkpoints: list[int], batch: int
 ) -> None:
