@@ -98,7 +98,9 @@ def test_pushed_events_reach_online_and_offline_and_bad_ones_are_dead_lettered(
     dead = store.redis.xrange(dead_letter_stream("transactions"))
     reasons = sorted(fields[b"__reason"].decode() for _, fields in dead)
     assert len(reasons) == 2
-    assert sorted(fields[b"__entry"] for _, fields in dead) == sorted([malformed, too_late])  # the stream entries
+    assert sorted(fields[b"__entry"] for _, fields in dead) == sorted(
+        [malformed, too_late]
+    )  # the stream entries
     assert reasons[0].startswith("malformed: Invalid isoformat string: 'yesterday'")
     assert reasons[1].startswith("too late: arrived 108") and reasons[1].endswith(
         "allowed lateness is 3600 s"

@@ -26,8 +26,8 @@ from skewless.transforms.incremental import IncrementalExecutor
 from tests import oracle
 from tests.offline.test_batch_matches_oracle import (
     AGGREGATIONS,
-    NULL_IDS_AND_A_COPY,
     MINUTE,
+    NULL_IDS_AND_A_COPY,
     T0,
     _rows,
     _write,
