@@ -131,8 +131,7 @@ class BatchExecutor:
         """Feature values at each entity row's time.
 
         ``rows`` has ``__row`` (an integer id), the view's join keys and ``__t`` (event time in
-        µs since the epoch). The result has ``__row``, ``__latest_us`` (the entity's latest
-        counted event at ``__t``, null if none) and one column per feature, in row order.
+        µs since the epoch). The result has ``__row`` and one column per feature, in row order.
         ``events`` lets a caller that computes many batches (a backfill) read history once.
         """
         if events is None:

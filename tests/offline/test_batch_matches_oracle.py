@@ -64,9 +64,25 @@ AGGREGATIONS = [
     Aggregation("last", "amount", window="1h", granularity="5m"),
     Aggregation("last", "shop", window="2h", granularity="30m"),
 ]
-VIEW = FeatureView(
-    name="activity", entities=[account], source=source, transform=derive, aggregations=AGGREGATIONS, ttl="90m"
-)
+
+#: TTLs in minutes: within the longest window (2 h), beyond it, and none — the batch executor
+#: decides an entity's liveness inside the windows' join in the first case and by an ASOF join
+#: over all history in the others.
+TTL_MINUTES = (90, 180, None)
+
+
+def _view(ttl_minutes: int | None) -> FeatureView:
+    ttl = None if ttl_minutes is None else f"{ttl_minutes}m"
+    return FeatureView(
+        name="activity",
+        entities=[account],
+        source=source,
+        transform=derive,
+        aggregations=AGGREGATIONS,
+        ttl=ttl,
+    )
+
+
 PLAIN = PlainView(
     name="latest_payment", entities=[account], source=source, features=["amount", "shop", "units"], ttl="90m"
 )
@@ -192,22 +208,29 @@ def _batch(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(events=event_sets(), rows=entity_rows, as_available=st.booleans())
-@example(events=NULL_IDS_AND_A_COPY, rows=[("a", 11 * MINUTE), ("a", 20 * MINUTE)], as_available=False)
+@given(events=event_sets(), rows=entity_rows, as_available=st.booleans(), ttl=st.sampled_from(TTL_MINUTES))
+@example(
+    events=NULL_IDS_AND_A_COPY, rows=[("a", 11 * MINUTE), ("a", 20 * MINUTE)], as_available=False, ttl=90
+)
 def test_feature_view_equals_oracle(
-    tmp_path: Path, events: list[oracle.Event], rows: list[tuple[str, int]], as_available: bool
+    tmp_path: Path,
+    events: list[oracle.Event],
+    rows: list[tuple[str, int]],
+    as_available: bool,
+    ttl: int | None,
 ) -> None:
     if not events:
         return
-    result = _batch(tmp_path, events, VIEW, rows, as_available)
+    view = _view(ttl)
+    result = _batch(tmp_path, events, view, rows, as_available)
     truth = oracle.counted(_with_derived(events), LATENESS)
     for i, (key, t) in enumerate(rows):
-        for agg in VIEW.aggregations:
+        for agg in view.aggregations:
             expected = oracle.feature_value(
                 truth, key, t, function=agg.function, column=agg.column,
                 window_us=int(agg.window.total_seconds()) * 1_000_000,  # type: ignore[union-attr]
                 granularity_us=int(agg.granularity.total_seconds()) * 1_000_000,  # type: ignore[union-attr]
-                ttl_us=TTL, as_available=as_available,
+                ttl_us=None if ttl is None else ttl * MINUTE, as_available=as_available,
             )  # fmt: skip
             actual = result[agg.name][i]
             assert _same(actual, expected), (agg.name, key, t, actual, expected)
