@@ -28,6 +28,9 @@ from skewless.transforms.incremental import IncrementalExecutor
 __all__ = ["MaterializeResult", "clear_view", "materialize_view"]
 
 _REPLAY_BATCH = 20_000
+#: What a replay passes on besides the source's columns: arrival, and the stream entry that
+#: identifies an event without an id of its own as the ingest that applied it did (§3).
+_REPLAYED = ("__ingest_us", "__ord", "__entry")
 Progress = Callable[[int, int], None]
 
 
@@ -116,13 +119,13 @@ def materialize_view(
         _set_latest(client, plan, events, now_us)
         recent = events.filter(pl.col("__event_us") >= now_us - plan.max_window_us)
         written = write_history(
-            client, plan, recent.select(*plan.source.columns, "__ingest_us", "__ord"), on_progress=on_progress
+            client, plan, recent.select(*plan.source.columns, *_REPLAYED), on_progress=on_progress
         )
         return MaterializeResult(plan.name, written, new_watermark)
     executor = IncrementalExecutor(client)
     applied = 0
     for start in range(0, events.height, _REPLAY_BATCH):
-        chunk = events.slice(start, _REPLAY_BATCH).select(*plan.source.columns, "__ingest_us", "__ord")
+        chunk = events.slice(start, _REPLAY_BATCH).select(*plan.source.columns, *_REPLAYED)
         applied += executor.apply([plan], chunk).applied.get(plan.name, 0)
         on_progress(min(start + _REPLAY_BATCH, events.height), events.height)
     return MaterializeResult(plan.name, applied, new_watermark)

@@ -88,17 +88,24 @@ class BatchExecutor:
             )
 
     def _source_sql(self, plan: ViewPlan) -> str:
+        """The source's rows with ``__ord`` (arrival position: file, then row; unique across
+        files) and ``__entry`` (the stream entry an event was ingested from, null otherwise)."""
         source = plan.source
         columns = ", ".join(quote(c) for c in source.columns)
-        if source.path is not None:
-            history = self.repo_root / source.path
-            paths = [str(history)] if any(history.parent.glob(history.name)) else []
-            streamed = self.repo_root / source.stream_history
-            if any(streamed.glob("*.parquet")):
-                paths.append(str(streamed / "*.parquet"))
-            listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
-            return f"SELECT {columns}, file_row_number AS __ord FROM read_parquet([{listed}], file_row_number = true, union_by_name = true)"
-        return f"SELECT {columns}, rowid AS __ord FROM offline.{quote(str(source.table))}"
+        if source.path is None:
+            return f"SELECT {columns}, rowid AS __ord, NULL::VARCHAR AS __entry FROM offline.{quote(str(source.table))}"
+        history = self.repo_root / source.path
+        paths = [str(history)] if any(history.parent.glob(history.name)) else []
+        streamed = self.repo_root / source.stream_history
+        entry = "NULL::VARCHAR AS __entry"
+        if any(streamed.glob("*.parquet")):
+            paths.append(str(streamed / "*.parquet"))
+            entry = "__entry"  # landed stream files carry it (union_by_name: null in the others)
+        listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+        return (
+            f"SELECT {columns}, (file_index::BIGINT << 40) + file_row_number AS __ord, {entry} "
+            f"FROM read_parquet([{listed}], file_row_number = true, union_by_name = true)"
+        )
 
     def events(self, plan: ViewPlan, *, until_us: int | None = None, transform: bool = True) -> pl.DataFrame:
         """The view's counted events (up to event time ``until_us``), in arrival order; unless

@@ -18,13 +18,15 @@ def reject_reasons(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
     id as ``last`` orders it, §5) and ``__reason`` (null when the event counts).
 
     ``events`` carries the source's columns, ``__ingest_us`` and ``__ord`` (arrival position),
-    and ``__entry`` when it comes from a stream (the entry id). An event without an id of its own is
-    nobody's copy (§3): it is identified by its stream entry, which a redelivery keeps, or else
-    by its position.
+    and ``__entry``, the stream entry it was ingested from (null for events that were not). An
+    event without an id of its own is nobody's copy (§3): it is identified by its stream entry —
+    which a redelivery, and a replay of the history it landed in, keep — or else by its position.
     """
     source = plan.source
     event_us = pl.col(source.event_time).dt.epoch("us")
-    own = pl.col("__entry") if "__entry" in events.columns else pl.lit("#") + pl.col("__ord").cast(pl.String)
+    own = pl.lit("#") + pl.col("__ord").cast(pl.String)
+    if "__entry" in events.columns:
+        own = pl.col("__entry").fill_null(own)
     if source.event_id is not None:
         declared = pl.col(source.event_id).cast(pl.String)
         identity, order_id = declared.fill_null(own), declared.fill_null("")

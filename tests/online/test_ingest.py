@@ -162,3 +162,26 @@ def test_killing_ingest_mid_stream_loses_and_double_counts_nothing(
         if first.poll() is None:
             first.kill()
     _assert_online_equals_offline(store)
+
+
+def test_incremental_materialization_replays_ingested_events_without_ids_as_applied(
+    make_store: Callable[..., FeatureStore], example_repo: Path
+) -> None:
+    """A source that declares no event id: ingest identifies each event by its stream entry, and
+    it lands offline with that entry, so an incremental materialization replaying it from the
+    history recognizes it as applied (before, the replay took it for a new event)."""
+    definitions = example_repo / "fraud.py"
+    definitions.write_text(definitions.read_text().replace('    event_id="event_id",\n', "", 1))
+    store = make_store(events=2_000, cards=17)
+    store.materialize(["card_activity"])  # the watermark: the end of the generated history
+    assert store.push("transactions", _events(200)) == 220
+    ingestor = store.ingestor(batch_size=64)
+    while ingestor.step():
+        pass
+    assert ingestor.stats.duplicates == 0  # without ids, repeated rows are different events
+    cards = {"card_id": [f"c{i:06d}" for i in range(17)]}
+    before = store.get_online_features(FEATURES, cards)
+    (result,) = store.materialize(["card_activity"], incremental=True)
+    assert result.written == 0
+    assert store.get_online_features(FEATURES, cards) == before
+    _assert_online_equals_offline(store)
