@@ -29,6 +29,9 @@ __all__ = ["OFFLINE_DATABASE", "BatchExecutor"]
 OFFLINE_DATABASE = "data/offline.duckdb"
 #: Entity rows computed per DuckDB statement (bounds the join's memory).
 ROW_CHUNK = 200_000
+#: Aggregations whose windows reach this many times further back than the raw events the others
+#: need come from tiles (batch_sql.tiled_aggregations).
+TILE_RATIO = 2.0
 
 
 def first_copies(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
@@ -55,8 +58,11 @@ def _with_order_ranks(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
 class BatchExecutor:
     """Runs compiled views over history. One executor per repo; not shared across threads."""
 
-    def __init__(self, repo_root: Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self, repo_root: Path, *, threads: int | None = None, tile_ratio: float | None = TILE_RATIO
+    ) -> None:
         self.repo_root = repo_root
+        self.tile_ratio = tile_ratio
         self.connection = duckdb.connect()
         # Spill files go to the repo's state directory, never into the working directory.
         spill = repo_root / ".skewless" / "duckdb_tmp"
@@ -143,9 +149,10 @@ class BatchExecutor:
         """
         if events is None:
             events = self.events(plan, until_us=int(rows["__t"].max()))  # type: ignore[arg-type]
-        sql = (plain_view_sql if plan.kind == "plain_view" else feature_view_sql)(
-            plan, as_available=as_available
-        )
+        if plan.kind == "plain_view":
+            sql = plain_view_sql(plan, as_available=as_available)
+        else:
+            sql = feature_view_sql(plan, as_available=as_available, tile_ratio=self.tile_ratio)
         self.connection.register("__events", events.to_arrow())
         try:
             # Entity rows in chunks: the join's intermediate result grows with rows × events per

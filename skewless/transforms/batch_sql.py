@@ -101,11 +101,11 @@ def _latest_sql(plan: ViewPlan, as_available: bool, payload: str = "") -> str:
         ) l ON {_keys_equal("r", "l", plan.join_keys)} AND r.__t >= l.__avail"""
 
 
-def _alive(plan: ViewPlan, latest: str = "latest") -> str:
-    """True where the entity is found and within TTL at ``__t`` (§6), by the column ``__latest``
-    of relation ``latest``."""
-    ttl = f" AND {latest}.__latest >= r.__t - {plan.ttl_us}" if plan.ttl_us is not None else ""
-    return f"({latest}.__latest IS NOT NULL{ttl})"
+def _alive(plan: ViewPlan, latest: str) -> str:
+    """True where the entity is found and within TTL at ``__t`` (§6), given the SQL expression of
+    its latest event time at ``__t``."""
+    ttl = f" AND {latest} >= r.__t - {plan.ttl_us}" if plan.ttl_us is not None else ""
+    return f"({latest} IS NOT NULL{ttl})"
 
 
 def _value_expr(agg: CompiledAggregation) -> str:
@@ -127,45 +127,165 @@ def _order_expr(agg: CompiledAggregation) -> str:
     return f"e.{quote(order_rank(agg.column))}" if agg.aggregator.ordered and agg.column else "NULL"
 
 
-def _windows_sql(plan: ViewPlan, as_available: bool) -> str:
-    """Each entity row joined to the raw events its longest window may need, then every feature
-    aggregated with a filter to its own window. (Measured faster here than merging tiles.)"""
-    bounds = sorted({(a.window_us, a.granularity_us) for a in plan.aggregations})
+def _span(agg: CompiledAggregation) -> int:
+    """How far back from ``t`` the raw events of ``agg``'s window may reach (§4)."""
+    return agg.window_us + agg.granularity_us
+
+
+def _tile_parts(agg: CompiledAggregation, where: str) -> dict[str, tuple[str, str]]:
+    """``agg``'s tile parts over the events that satisfy ``where`` (none if it has no tiles)."""
+    return agg.aggregator().tile_sql(_value_expr(agg), where, _order_expr(agg)) or {}
+
+
+def _part(agg: CompiledAggregation, part: str) -> str:
+    return quote(f"{agg.name}.{part}")
+
+
+def tiled_aggregations(
+    plan: ViewPlan, *, as_available: bool, ratio: float | None
+) -> tuple[CompiledAggregation, ...]:
+    """The aggregations to compute from tiles rather than raw events: those of the longest reach
+    first, while they reach more than ``ratio`` times further back than the raw events the
+    shorter ones (and the current tiles of the tiled ones) need. Tiles cannot know what was
+    available at each row's time, so "as available" uses raw events only, as does ``ratio=None``."""
+    if as_available or ratio is None:
+        return ()
+    tiled: list[CompiledAggregation] = []
+    for span in sorted({_span(a) for a in plan.aggregations}, reverse=True):
+        group = [a for a in plan.aggregations if _span(a) == span]
+        shorter = [_span(a) for a in plan.aggregations if _span(a) < span]
+        need = max(shorter + [a.granularity_us for a in (*tiled, *group)])
+        if not all(_tile_parts(a, "TRUE") for a in group) or span <= ratio * need:
+            break
+        tiled += group
+    return tuple(tiled)
+
+
+def _windows_sql(plan: ViewPlan, as_available: bool, tiled: tuple[CompiledAggregation, ...]) -> str:
+    """Each entity row joined to the raw events its windows may need, then every raw feature
+    aggregated with a filter to its own window, and every tiled one over its current, partial
+    tile ``[floor(t, g), t]`` (as the parts of ``tile_sql``)."""
+    raw = [a for a in plan.aggregations if a not in tiled]
+    bounds = sorted({(a.window_us, a.granularity_us) for a in raw} | {(0, a.granularity_us) for a in tiled})
     lower = {b: f"__lo_{i}" for i, b in enumerate(bounds)}
     lows = ", ".join(f"{_floor('__t', g)} - {w} AS {lower[(w, g)]}" for w, g in bounds)
     least = f"least({', '.join(lower.values())})" if len(lower) > 1 else next(iter(lower.values()))
     available = " AND e.__ingest_us <= r.__t" if as_available else ""
-    aggregates = ",\n".join(
+    aggregates = [
         f"{a.aggregator().sql(_value_expr(a), f'e.__event_us >= r.{lower[(a.window_us, a.granularity_us)]}', _order_expr(a))} AS {quote(a.name)}"
-        for a in plan.aggregations
-    )
+        for a in raw
+    ]
+    for agg in tiled:
+        parts = _tile_parts(agg, f"e.__event_us >= r.{lower[(0, agg.granularity_us)]}")
+        aggregates += [f"{sql} AS {_part(agg, name)}" for name, (_, sql) in parts.items()]
     return f"""
-        SELECT r.__row, max(e.__event_us) AS __latest, {aggregates}
+        SELECT r.__row, max(e.__event_us) AS __latest, {", ".join(aggregates)}
         FROM (SELECT __row, {", ".join(quote(k) for k in plan.join_keys)}, __t, {lows} FROM __rows) r
         JOIN __events e ON {_keys_equal("e", "r", plan.join_keys)}
             AND e.__event_us >= {least} AND e.__event_us <= r.__t{available}
         GROUP BY r.__row"""
 
 
-def feature_view_sql(plan: ViewPlan, *, as_available: bool) -> str:
+def _tiles_sql(plan: ViewPlan, granularity_us: int, aggs: list[CompiledAggregation]) -> str:
+    """The tiles of ``granularity_us`` per entity: the parts of each of ``aggs``, and the tile's
+    latest event time."""
+    parts = [
+        f"{sql} AS {_part(agg, name)}" for agg in aggs for name, (_, sql) in _tile_parts(agg, "TRUE").items()
+    ]
+    return f"""
+        SELECT {", ".join(f"e.{quote(k)}" for k in plan.join_keys)}, {_floor("e.__event_us", granularity_us)} AS __tile,
+               max(e.__event_us) AS __latest, {", ".join(parts)}
+        FROM __events e GROUP BY ALL"""
+
+
+def _merge_sql(agg: CompiledAggregation, name: str, merge: str, where: str) -> str:
+    """Part ``name`` of ``agg`` merged over the joined tiles ``t`` that satisfy ``where``."""
+    if merge.startswith("at_max:"):
+        by = f"t.{_part(agg, merge.removeprefix('at_max:'))}"
+        return f"arg_max(t.{_part(agg, name)}, {by}) FILTER (WHERE {where} AND {by} IS NOT NULL)"
+    return f"{merge}(t.{_part(agg, name)}) FILTER (WHERE {where})"
+
+
+def _tile_windows_sql(
+    plan: ViewPlan, granularity_us: int, aggs: list[CompiledAggregation], tiles: str
+) -> str:
+    """Each entity row joined to the complete tiles ``[floor(t, g) - w, floor(t, g))`` of its
+    longest window among ``aggs``; each part merged over its own window's tiles."""
+    windows = sorted({a.window_us for a in aggs})
+    lower = {w: f"__lo_{i}" for i, w in enumerate(windows)}
+    end = _floor("__t", granularity_us)
+    merged = [
+        f"{_merge_sql(agg, name, merge, f't.__tile >= r.{lower[agg.window_us]}')} AS {_part(agg, name)}"
+        for agg in aggs
+        for name, (merge, _) in _tile_parts(agg, "TRUE").items()
+    ]
+    return f"""
+        SELECT r.__row, max(t.__latest) AS __latest, {", ".join(merged)}
+        FROM (SELECT __row, {", ".join(quote(k) for k in plan.join_keys)}, {end} AS __end,
+                     {", ".join(f"{end} - {w} AS {lower[w]}" for w in windows)} FROM __rows) r
+        JOIN {tiles} t ON {_keys_equal("t", "r", plan.join_keys)}
+            AND t.__tile >= r.{lower[windows[-1]]} AND t.__tile < r.__end
+        GROUP BY r.__row"""
+
+
+def _combine_sql(agg: CompiledAggregation, name: str, merge: str, a: str, b: str) -> str:
+    """Part ``name`` of ``agg`` from relations ``a`` and ``b`` (disjoint events) combined."""
+    left, right = f"{a}.{_part(agg, name)}", f"{b}.{_part(agg, name)}"
+    if merge == "sum":
+        return f"coalesce({left} + {right}, {left}, {right})"
+    if merge in ("min", "max"):
+        return f"{'least' if merge == 'min' else 'greatest'}({left}, {right})"
+    by = _part(agg, merge.removeprefix("at_max:"))
+    return f"CASE WHEN {b}.{by} IS NULL OR {a}.{by} > {b}.{by} THEN {left} ELSE {right} END"
+
+
+def feature_view_sql(plan: ViewPlan, *, as_available: bool, tile_ratio: float | None = None) -> str:
     """Every windowed feature of ``plan`` for every entity row (§4-§6).
 
-    With a TTL no longer than the longest window, an event recent enough to keep the entity alive
-    lies inside the windows' join, so the latest event time found there decides it and the ASOF
-    join over all history is not needed (0.15 s of the 100,000-row benchmark)."""
-    windows = _windows_sql(plan, as_available)
+    Aggregations with windows much longer than the others' come from tiles — complete ones
+    pre-aggregated per entity, the current one from raw events (``tiled_aggregations``) — so the
+    join to raw events stays short. With a TTL no longer than the longest window, an event
+    recent enough to keep the entity alive lies inside these joins, so the latest event time
+    found there decides it and the ASOF join over all history is not needed."""
+    tiled = tiled_aggregations(plan, as_available=as_available, ratio=tile_ratio)
+    groups = {
+        g: [a for a in tiled if a.granularity_us == g] for g in sorted({a.granularity_us for a in tiled})
+    }
+    ctes = [f"w AS ({_windows_sql(plan, as_available, tiled)})"]
+    relation = {}
+    for i, (g, aggs) in enumerate(groups.items()):
+        ctes.append(f"tiles_{i} AS ({_tiles_sql(plan, g, aggs)})")
+        ctes.append(f"wt_{i} AS ({_tile_windows_sql(plan, g, aggs, f'tiles_{i}')})")
+        relation.update({a.name: f"wt_{i}" for a in aggs})
     inside = plan.ttl_us is not None and plan.ttl_us <= max(a.window_us for a in plan.aggregations)
-    alive = _alive(plan, "w" if inside else "latest")
+    if inside:
+        latest = f"greatest({', '.join(['w.__latest', *(f'wt_{i}.__latest' for i in range(len(groups)))])})"
+    else:
+        ctes.append(f"latest AS ({_latest_sql(plan, as_available)})")
+        latest = "latest.__latest"
+    joins = " ".join(
+        f"LEFT JOIN {c.split(' AS ', 1)[0]} USING (__row)" for c in ctes if not c.startswith("tiles_")
+    )
     outputs = ",\n".join(
-        f"CAST(CASE WHEN {alive} THEN coalesce(w.{quote(a.name)}, {_empty(a)}) END AS {sql_type(a.dtype)}) AS {quote(a.name)}"
+        f"CAST(CASE WHEN {_alive(plan, latest)} THEN coalesce({_result(a, relation.get(a.name))}, {_empty(a)}) END "
+        f"AS {sql_type(a.dtype)}) AS {quote(a.name)}"
         for a in plan.aggregations
     )
-    latest = "" if inside else f", latest AS ({_latest_sql(plan, as_available)})"
     return f"""
-        WITH w AS ({windows}){latest}
+        WITH {", ".join(ctes)}
         SELECT r.__row, {outputs}
-        FROM __rows r LEFT JOIN w USING (__row) {"" if inside else "LEFT JOIN latest USING (__row)"}
+        FROM __rows r {joins}
         ORDER BY r.__row"""
+
+
+def _result(agg: CompiledAggregation, tiles: str | None) -> str:
+    """``agg``'s value: from the raw join ``w``, or its parts from ``w`` and ``tiles`` combined."""
+    if tiles is None:
+        return f"w.{quote(agg.name)}"
+    parts = _tile_parts(agg, "TRUE")
+    return agg.aggregator().result_sql(
+        {name: _combine_sql(agg, name, merge, "w", tiles) for name, (merge, _) in parts.items()}
+    )
 
 
 def _empty(agg: CompiledAggregation) -> str:
@@ -176,7 +296,8 @@ def plain_view_sql(plan: ViewPlan, *, as_available: bool) -> str:
     """The latest counted row's columns for every entity row (§6, Feast's point-in-time rule)."""
     payload = "struct_pack(" + ", ".join(f"{quote(c)} := {quote(c)}" for c in plan.features) + ")"
     outputs = ",\n".join(
-        f"CASE WHEN {_alive(plan)} THEN latest.__best.{quote(c)} END AS {quote(c)}" for c in plan.features
+        f"CASE WHEN {_alive(plan, 'latest.__latest')} THEN latest.__best.{quote(c)} END AS {quote(c)}"
+        for c in plan.features
     )
     return f"""
         WITH latest AS ({_latest_sql(plan, as_available, payload)})

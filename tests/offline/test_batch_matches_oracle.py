@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from skewless import Aggregation, Entity, EventSource, FeatureView, PlainView, row_transform
-from skewless.transforms.batch import BatchExecutor
+from skewless.transforms.batch import TILE_RATIO, BatchExecutor
 from skewless.transforms.compiled import compile_view
 from tests import oracle
 
@@ -69,6 +69,9 @@ AGGREGATIONS = [
 #: decides an entity's liveness inside the windows' join in the first case and by an ASOF join
 #: over all history in the others.
 TTL_MINUTES = (90, 180, None)
+#: Raw events only, the executor's default, and tiles for every aggregation that can use them
+#: (all but the shortest few here; see batch_sql.tiled_aggregations).
+TILE_RATIOS = (None, TILE_RATIO, 0.0)
 
 
 def _view(ttl_minutes: int | None) -> FeatureView:
@@ -192,11 +195,16 @@ def _rows(rows: list[tuple[str, int]]) -> pl.DataFrame:
 
 
 def _batch(
-    tmp_path: Path, events: list[oracle.Event], view: Any, rows: list[tuple[str, int]], as_available: bool
+    tmp_path: Path,
+    events: list[oracle.Event],
+    view: Any,
+    rows: list[tuple[str, int]],
+    as_available: bool,
+    tile_ratio: float | None = TILE_RATIO,
 ) -> pl.DataFrame:
     """``events`` written as the source's history, then ``view`` computed by the batch executor."""
     _write(events, tmp_path / "payments.parquet")
-    executor = BatchExecutor(tmp_path)
+    executor = BatchExecutor(tmp_path, tile_ratio=tile_ratio)
     try:
         return executor.compute(compile_view(view), _rows(rows), as_available=as_available)
     finally:
@@ -208,9 +216,19 @@ def _batch(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(events=event_sets(), rows=entity_rows, as_available=st.booleans(), ttl=st.sampled_from(TTL_MINUTES))
+@given(
+    events=event_sets(),
+    rows=entity_rows,
+    as_available=st.booleans(),
+    ttl=st.sampled_from(TTL_MINUTES),
+    tile_ratio=st.sampled_from(TILE_RATIOS),
+)
 @example(
-    events=NULL_IDS_AND_A_COPY, rows=[("a", 11 * MINUTE), ("a", 20 * MINUTE)], as_available=False, ttl=90
+    events=NULL_IDS_AND_A_COPY,
+    rows=[("a", 11 * MINUTE), ("a", 20 * MINUTE)],
+    as_available=False,
+    ttl=90,
+    tile_ratio=0.0,
 )
 def test_feature_view_equals_oracle(
     tmp_path: Path,
@@ -218,11 +236,12 @@ def test_feature_view_equals_oracle(
     rows: list[tuple[str, int]],
     as_available: bool,
     ttl: int | None,
+    tile_ratio: float | None,
 ) -> None:
     if not events:
         return
     view = _view(ttl)
-    result = _batch(tmp_path, events, view, rows, as_available)
+    result = _batch(tmp_path, events, view, rows, as_available, tile_ratio)
     truth = oracle.counted(_with_derived(events), LATENESS)
     for i, (key, t) in enumerate(rows):
         for agg in view.aggregations:

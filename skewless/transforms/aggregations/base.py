@@ -41,6 +41,17 @@ class Aggregator(ABC):
         them for this value (event time, ingest time, event id, then the value itself); only
         order-sensitive functions (``last``) use it."""
 
+    def tile_sql(self, value: str, where: str, order: str) -> dict[str, tuple[str, str]] | None:
+        """The parts of a tile's state as SQL aggregates over the raw events that satisfy
+        ``where``, by part name: ``(merge, aggregate)``, where ``merge`` says how parts of two
+        tiles combine — ``sum``, ``min``, ``max``, or ``at_max:<part>`` (the part of the tile with
+        the greatest ``<part>``). None when the batch executor cannot use tiles for the function."""
+        return None
+
+    def result_sql(self, parts: Mapping[str, str]) -> str:
+        """The result from the merged parts of ``tile_sql`` (SQL expressions by part name)."""
+        raise NotImplementedError(f"{self.function} has no tiles")
+
     @abstractmethod
     def update(self, value: Any, order: OrderKey) -> None:
         """Add one event's value (None for a null) with its order key."""

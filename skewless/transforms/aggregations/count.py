@@ -31,6 +31,12 @@ class Count(Aggregator):
     def sql(self, value: str, where: str, order: str) -> str:
         return f"count({value}) FILTER (WHERE {where})"
 
+    def tile_sql(self, value: str, where: str, order: str) -> dict[str, tuple[str, str]]:
+        return {"n": ("sum", self.sql(value, where, order))}
+
+    def result_sql(self, parts: Mapping[str, str]) -> str:
+        return parts["n"]
+
     def update(self, value: Any, order: OrderKey) -> None:
         self.n += value is not None
 

@@ -21,6 +21,12 @@ class _Extremum(Aggregator):
     def sql(self, value: str, where: str, order: str) -> str:
         return f"{self.function}({value}) FILTER (WHERE {where})"
 
+    def tile_sql(self, value: str, where: str, order: str) -> dict[str, tuple[str, str]]:
+        return {"m": (self.function, self.sql(value, where, order))}
+
+    def result_sql(self, parts: Mapping[str, str]) -> str:
+        return parts["m"]
+
     def update(self, value: Any, order: OrderKey) -> None:
         if value is not None:
             self.value = value if self.value is None else type(self)._pick(self.value, value)

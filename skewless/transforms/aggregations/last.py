@@ -34,6 +34,13 @@ class Last(Aggregator):
         # third of the training-set query, and an ordered aggregate sorts every group.
         return f"arg_max({value}, {order}) FILTER (WHERE {where} AND {value} IS NOT NULL)"
 
+    def tile_sql(self, value: str, where: str, order: str) -> dict[str, tuple[str, str]]:
+        latest = f"FILTER (WHERE {where} AND {value} IS NOT NULL)"
+        return {"r": ("max", f"max({order}) {latest}"), "v": ("at_max:r", self.sql(value, where, order))}
+
+    def result_sql(self, parts: Mapping[str, str]) -> str:
+        return parts["v"]
+
     def update(self, value: Any, order: OrderKey) -> None:
         if value is not None and (self.key is None or (*order, value) > self.key):
             self.key = (*order, value)

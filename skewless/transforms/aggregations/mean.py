@@ -31,6 +31,15 @@ class Mean(Aggregator):
     def sql(self, value: str, where: str, order: str) -> str:
         return f"avg({value}) FILTER (WHERE {where})"
 
+    def tile_sql(self, value: str, where: str, order: str) -> dict[str, tuple[str, str]]:
+        return {
+            "s": ("sum", f"sum(CAST({value} AS DOUBLE)) FILTER (WHERE {where})"),
+            "n": ("sum", f"count({value}) FILTER (WHERE {where})"),
+        }
+
+    def result_sql(self, parts: Mapping[str, str]) -> str:
+        return f"{parts['s']} / nullif({parts['n']}, 0)"
+
     def update(self, value: Any, order: OrderKey) -> None:
         if value is not None:
             self.total += value

@@ -31,6 +31,12 @@ class Sum(Aggregator):
     def sql(self, value: str, where: str, order: str) -> str:
         return f"sum({value}) FILTER (WHERE {where})"
 
+    def tile_sql(self, value: str, where: str, order: str) -> dict[str, tuple[str, str]]:
+        return {"s": ("sum", self.sql(value, where, order))}
+
+    def result_sql(self, parts: Mapping[str, str]) -> str:
+        return parts["s"]
+
     def update(self, value: Any, order: OrderKey) -> None:
         if value is not None:
             self.total += value
