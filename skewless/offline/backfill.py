@@ -19,6 +19,7 @@ import polars as pl
 
 from skewless.repo.feast_export import offline_table_path
 from skewless.transforms.batch import BatchExecutor
+from skewless.transforms.batch_sql import history_reach_us
 from skewless.transforms.compiled import ViewPlan
 
 __all__ = ["BackfillResult", "backfill_view", "day_range"]
@@ -51,6 +52,12 @@ def _us(moment: datetime) -> int:
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
+def _between(events: pl.DataFrame, times: pl.Series, low_us: int, high_us: int) -> pl.DataFrame:
+    """The events (sorted by ``times``, their event times) in [low_us, high_us): a slice, no copy."""
+    low, high = times.search_sorted(pl.Series([low_us, high_us]), side="left")
+    return events.slice(low, high - low)
+
+
 def backfill_view(
     executor: BatchExecutor,
     plan: ViewPlan,
@@ -61,17 +68,20 @@ def backfill_view(
     on_day: Callable[[datetime, int, int], None] = lambda day, rows, days: None,
 ) -> BackfillResult:
     """Compute and write the view's offline table for the days in [start, end) (default: all)."""
-    events = executor.events(plan, until_us=_us(end) if end else None)
+    # In event-time order, so that a day's rows, and the events they can see, are slices.
+    events = executor.events(plan, until_us=_us(end) if end else None).sort("__event_us")
     if events.is_empty():
         return BackfillResult(plan.name, 0, 0, start or datetime.now(UTC), end or datetime.now(UTC))
-    first = datetime.fromtimestamp(int(events["__event_us"].min()) / 1e6, UTC)  # type: ignore[arg-type]
-    last = datetime.fromtimestamp(int(events["__event_us"].max()) / 1e6, UTC)  # type: ignore[arg-type]
+    times = events["__event_us"]
+    first = datetime.fromtimestamp(int(times[0]) / 1e6, UTC)
+    last = datetime.fromtimestamp(int(times[-1]) / 1e6, UTC)
     days = day_range(start or first, end or last + timedelta(microseconds=1))
     table = repo_root / offline_table_path(plan.name)
+    reach = history_reach_us(plan)
     total = 0
     for day in days:
         rows = (
-            events.filter(pl.col("__event_us").is_between(_us(day), _us(day + DAY), closed="left"))
+            _between(events, times, _us(day), _us(day + DAY))
             .select(*plan.join_keys, pl.col("__event_us").alias("__t"))
             .unique(maintain_order=True)
             .with_row_index("__row")
@@ -80,7 +90,10 @@ def backfill_view(
         partition = table / f"date={day:%Y-%m-%d}"
         shutil.rmtree(partition, ignore_errors=True)
         if rows.height:
-            values = executor.compute(plan, rows, events=events)
+            # Only the events the day's rows can see: each day's query then reads days of
+            # history, not all of it.
+            seen = events if reach is None else _between(events, times, _us(day) - reach, _us(day + DAY))
+            values = executor.compute(plan, rows, events=seen)
             partition.mkdir(parents=True)
             rows.join(values, on="__row").select(
                 *plan.join_keys,

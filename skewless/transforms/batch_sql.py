@@ -17,7 +17,7 @@ import polars as pl
 from skewless.transforms.compiled import CompiledAggregation, ViewPlan
 from skewless.transforms.dtypes import dtype_name, is_numeric
 
-__all__ = ["feature_view_sql", "order_rank", "plain_view_sql", "valid_events_sql"]
+__all__ = ["feature_view_sql", "history_reach_us", "order_rank", "plain_view_sql", "valid_events_sql"]
 
 _SQL_TYPES = {
     "Int32": "INTEGER",
@@ -99,6 +99,18 @@ def _latest_sql(plan: ViewPlan, as_available: bool, payload: str = "") -> str:
             FROM __events
             QUALIFY row_number() OVER (PARTITION BY {keys}, {avail} ORDER BY __ord DESC) = 1
         ) l ON {_keys_equal("r", "l", plan.join_keys)} AND r.__t >= l.__avail"""
+
+
+def history_reach_us(plan: ViewPlan) -> int | None:
+    """How long before an entity row's time the events that decide its values can lie (§4, §6):
+    the longest window plus its tile, for a feature view whose TTL is no longer than its longest
+    window (an event that keeps the entity alive lies inside the windows); else None, all of
+    history (a plain view's latest row, or liveness by the latest event however old)."""
+    if plan.kind == "plain_view" or plan.ttl_us is None:
+        return None
+    if plan.ttl_us > max(a.window_us for a in plan.aggregations):
+        return None
+    return plan.max_window_us
 
 
 def _alive(plan: ViewPlan, latest: str) -> str:
@@ -257,8 +269,7 @@ def feature_view_sql(plan: ViewPlan, *, as_available: bool, tile_ratio: float | 
         ctes.append(f"tiles_{i} AS ({_tiles_sql(plan, g, aggs)})")
         ctes.append(f"wt_{i} AS ({_tile_windows_sql(plan, g, aggs, f'tiles_{i}')})")
         relation.update({a.name: f"wt_{i}" for a in aggs})
-    inside = plan.ttl_us is not None and plan.ttl_us <= max(a.window_us for a in plan.aggregations)
-    if inside:
+    if history_reach_us(plan) is not None:
         latest = f"greatest({', '.join(['w.__latest', *(f'wt_{i}.__latest' for i in range(len(groups)))])})"
     else:
         ctes.append(f"latest AS ({_latest_sql(plan, as_available)})")

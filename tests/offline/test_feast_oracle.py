@@ -48,8 +48,13 @@ def _assert_same(ours: pl.DataFrame, feast: pl.DataFrame, columns: list[str]) ->
     )
     assert joined.height == ours.height
     for column in columns:
-        differs = joined.filter(~pl.col(column).eq_missing(pl.col(f"{column}_feast")))
-        assert differs.is_empty(), differs.head()
+        ours_, theirs_ = pl.col(column), pl.col(f"{column}_feast")
+        same = ours_.eq_missing(theirs_)
+        if joined.schema[column].is_float():  # docs/semantics.md §5: floats to a relative 1e-9
+            close = (ours_ - theirs_).abs() <= 1e-9 * pl.max_horizontal(ours_.abs(), theirs_.abs(), 1.0)
+            same |= close.fill_null(False)  # a null against a value differs
+        differs = joined.filter(~same)
+        assert differs.is_empty(), differs.select(column, f"{column}_feast").head()
 
 
 def test_plain_view_equals_feast_for_ten_thousand_rows(applied: Settings) -> None:
