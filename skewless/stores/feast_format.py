@@ -140,11 +140,15 @@ _SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)  # a 64-bit varint has at most te
 def _tagged_varints(tag: int, values: np.ndarray, *, omit_zero: bool = False) -> pa.Array:
     """``tag`` and the protobuf varint of each int64 (negatives as ten bytes, as protobuf encodes
     int64 and int32); ``omit_zero`` gives b"" for 0."""
-    v = values.astype(np.int64).view(np.uint64)[:, None] >> _SHIFTS
+    unsigned = values.astype(np.int64).view(np.uint64)
+    # Only as many 7-bit groups as the largest value needs: times take 5 of the 10, which
+    # halves the work (materialization encodes four of these columns per batch).
+    width = max(1, (int(unsigned.max(initial=0)).bit_length() + 6) // 7)
+    v = unsigned[:, None] >> _SHIFTS[:width]
     groups = np.maximum(1, (v > 0).sum(axis=1))
-    rows = np.empty((len(v), 11), np.uint8)
+    rows = np.empty((len(v), width + 1), np.uint8)
     rows[:, 0] = tag
-    more = np.arange(10) < groups[:, None] - 1  # a continuation bit on all but the last group
+    more = np.arange(width) < groups[:, None] - 1  # a continuation bit on all but the last group
     rows[:, 1:] = (v & np.uint64(0x7F)).astype(np.uint8) | (more.astype(np.uint8) << 7)
     lengths = 1 + groups
     if omit_zero:
