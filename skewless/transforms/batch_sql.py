@@ -144,9 +144,13 @@ def _span(agg: CompiledAggregation) -> int:
     return agg.window_us + agg.granularity_us
 
 
+def _floating(agg: CompiledAggregation) -> bool:
+    return agg.input_dtype is not None and agg.input_dtype.is_float()
+
+
 def _tile_parts(agg: CompiledAggregation, where: str) -> dict[str, tuple[str, str]]:
     """``agg``'s tile parts over the events that satisfy ``where`` (none if it has no tiles)."""
-    return agg.aggregator().tile_sql(_value_expr(agg), where, _order_expr(agg)) or {}
+    return agg.aggregator().tile_sql(_value_expr(agg), where, _order_expr(agg), _floating(agg)) or {}
 
 
 def _part(agg: CompiledAggregation, part: str) -> str:
@@ -184,7 +188,7 @@ def _windows_sql(plan: ViewPlan, as_available: bool, tiled: tuple[CompiledAggreg
     least = f"least({', '.join(lower.values())})" if len(lower) > 1 else next(iter(lower.values()))
     available = " AND e.__ingest_us <= r.__t" if as_available else ""
     aggregates = [
-        f"{a.aggregator().sql(_value_expr(a), f'e.__event_us >= r.{lower[(a.window_us, a.granularity_us)]}', _order_expr(a))} AS {quote(a.name)}"
+        f"{a.aggregator().sql(_value_expr(a), f'e.__event_us >= r.{lower[(a.window_us, a.granularity_us)]}', _order_expr(a), _floating(a))} AS {quote(a.name)}"
         for a in raw
     ]
     for agg in tiled:
@@ -243,7 +247,7 @@ def _tile_windows_sql(
 def _combine_sql(agg: CompiledAggregation, name: str, merge: str, a: str, b: str) -> str:
     """Part ``name`` of ``agg`` from relations ``a`` and ``b`` (disjoint events) combined."""
     left, right = f"{a}.{_part(agg, name)}", f"{b}.{_part(agg, name)}"
-    if merge == "sum":
+    if merge in ("sum", "fsum"):
         return f"coalesce({left} + {right}, {left}, {right})"
     if merge in ("min", "max"):
         return f"{'least' if merge == 'min' else 'greatest'}({left}, {right})"

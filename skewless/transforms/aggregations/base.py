@@ -34,18 +34,25 @@ class Aggregator(ABC):
     ordered: ClassVar[bool] = False
 
     @abstractmethod
-    def sql(self, value: str, where: str, order: str) -> str:
+    def sql(self, value: str, where: str, order: str, floating: bool) -> str:
         """SQL aggregate of expression ``value`` over the joined events that satisfy ``where``.
 
         ``order`` is an integer expression that ranks the events as docs/semantics.md §5 orders
         them for this value (event time, ingest time, event id, then the value itself); only
-        order-sensitive functions (``last``) use it."""
+        order-sensitive functions (``last``) use it. ``floating`` is true for a floating-point
+        ``value``: sums of floats are then compensated (``fsum``), so that the order in which
+        DuckDB's threads add them cannot change the result, and a training set is rebuilt
+        identically."""
 
-    def tile_sql(self, value: str, where: str, order: str) -> dict[str, tuple[str, str]] | None:
+    def tile_sql(
+        self, value: str, where: str, order: str, floating: bool
+    ) -> dict[str, tuple[str, str]] | None:
         """The parts of a tile's state as SQL aggregates over the raw events that satisfy
         ``where``, by part name: ``(merge, aggregate)``, where ``merge`` says how parts of two
-        tiles combine — ``sum``, ``min``, ``max``, or ``at_max:<part>`` (the part of the tile with
-        the greatest ``<part>``). None when the batch executor cannot use tiles for the function."""
+        tiles combine — ``sum``, ``fsum`` (floats, summed so that the order DuckDB's threads add
+        them in cannot change the result), ``min``, ``max``, or ``at_max:<part>`` (the part of the
+        tile with the greatest ``<part>``). ``floating`` is true for a floating-point ``value``.
+        None when the batch executor cannot use tiles for the function."""
         return None
 
     def result_sql(self, parts: Mapping[str, str]) -> str:

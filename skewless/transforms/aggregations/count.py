@@ -28,11 +28,11 @@ class Count(Aggregator):
     def __init__(self) -> None:
         self.n = 0
 
-    def sql(self, value: str, where: str, order: str) -> str:
+    def sql(self, value: str, where: str, order: str, floating: bool) -> str:
         return f"count({value}) FILTER (WHERE {where})"
 
-    def tile_sql(self, value: str, where: str, order: str) -> dict[str, tuple[str, str]]:
-        return {"n": ("sum", self.sql(value, where, order))}
+    def tile_sql(self, value: str, where: str, order: str, floating: bool) -> dict[str, tuple[str, str]]:
+        return {"n": ("sum", self.sql(value, where, order, floating))}
 
     def result_sql(self, parts: Mapping[str, str]) -> str:
         return parts["n"]

@@ -18,11 +18,11 @@ class _Extremum(Aggregator):
     def __init__(self) -> None:
         self.value: Any = None
 
-    def sql(self, value: str, where: str, order: str) -> str:
+    def sql(self, value: str, where: str, order: str, floating: bool) -> str:
         return f"{self.function}({value}) FILTER (WHERE {where})"
 
-    def tile_sql(self, value: str, where: str, order: str) -> dict[str, tuple[str, str]]:
-        return {"m": (self.function, self.sql(value, where, order))}
+    def tile_sql(self, value: str, where: str, order: str, floating: bool) -> dict[str, tuple[str, str]]:
+        return {"m": (self.function, self.sql(value, where, order, floating))}
 
     def result_sql(self, parts: Mapping[str, str]) -> str:
         return parts["m"]

@@ -29,14 +29,17 @@ class Last(Aggregator):
     def __init__(self) -> None:
         self.key: tuple[Any, ...] | None = None
 
-    def sql(self, value: str, where: str, order: str) -> str:
+    def sql(self, value: str, where: str, order: str, floating: bool) -> str:
         # arg_max over one integer rank: over a struct of (event, ingest, id, value) it took a
         # third of the training-set query, and an ordered aggregate sorts every group.
         return f"arg_max({value}, {order}) FILTER (WHERE {where} AND {value} IS NOT NULL)"
 
-    def tile_sql(self, value: str, where: str, order: str) -> dict[str, tuple[str, str]]:
+    def tile_sql(self, value: str, where: str, order: str, floating: bool) -> dict[str, tuple[str, str]]:
         latest = f"FILTER (WHERE {where} AND {value} IS NOT NULL)"
-        return {"r": ("max", f"max({order}) {latest}"), "v": ("at_max:r", self.sql(value, where, order))}
+        return {
+            "r": ("max", f"max({order}) {latest}"),
+            "v": ("at_max:r", self.sql(value, where, order, floating)),
+        }
 
     def result_sql(self, parts: Mapping[str, str]) -> str:
         return parts["v"]

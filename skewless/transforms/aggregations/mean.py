@@ -28,12 +28,12 @@ class Mean(Aggregator):
         self.total: float = 0.0
         self.n = 0
 
-    def sql(self, value: str, where: str, order: str) -> str:
-        return f"avg({value}) FILTER (WHERE {where})"
+    def sql(self, value: str, where: str, order: str, floating: bool) -> str:
+        return f"{'favg' if floating else 'avg'}({value}) FILTER (WHERE {where})"
 
-    def tile_sql(self, value: str, where: str, order: str) -> dict[str, tuple[str, str]]:
+    def tile_sql(self, value: str, where: str, order: str, floating: bool) -> dict[str, tuple[str, str]]:
         return {
-            "s": ("sum", f"sum(CAST({value} AS DOUBLE)) FILTER (WHERE {where})"),
+            "s": ("fsum", f"fsum({value}) FILTER (WHERE {where})"),  # floats whatever the input
             "n": ("sum", f"count({value}) FILTER (WHERE {where})"),
         }
 

@@ -28,11 +28,11 @@ class Sum(Aggregator):
     def __init__(self) -> None:
         self.total: int | float = 0
 
-    def sql(self, value: str, where: str, order: str) -> str:
-        return f"sum({value}) FILTER (WHERE {where})"
+    def sql(self, value: str, where: str, order: str, floating: bool) -> str:
+        return f"{'fsum' if floating else 'sum'}({value}) FILTER (WHERE {where})"
 
-    def tile_sql(self, value: str, where: str, order: str) -> dict[str, tuple[str, str]]:
-        return {"s": ("sum", self.sql(value, where, order))}
+    def tile_sql(self, value: str, where: str, order: str, floating: bool) -> dict[str, tuple[str, str]]:
+        return {"s": ("fsum" if floating else "sum", self.sql(value, where, order, floating))}
 
     def result_sql(self, parts: Mapping[str, str]) -> str:
         return parts["s"]
