@@ -14,14 +14,9 @@ import duckdb
 import polars as pl
 
 from skewless._errors import ExecutionError
-from skewless.transforms.batch_sql import (
-    feature_view_sql,
-    order_rank,
-    plain_view_sql,
-    quote,
-    valid_events_sql,
-)
+from skewless.transforms.batch_sql import order_rank, plain_view_sql, quote, valid_events_sql
 from skewless.transforms.compiled import ViewPlan
+from skewless.transforms.window_sql import feature_view_sql
 
 __all__ = ["OFFLINE_DATABASE", "BatchExecutor"]
 
@@ -30,7 +25,7 @@ OFFLINE_DATABASE = "data/offline.duckdb"
 #: Entity rows computed per DuckDB statement (bounds the join's memory).
 ROW_CHUNK = 200_000
 #: Aggregations whose windows reach this many times further back than the raw events the others
-#: need come from tiles (batch_sql.tiled_aggregations).
+#: need come from tiles (window_sql.tiled_aggregations).
 TILE_RATIO = 2.0
 
 

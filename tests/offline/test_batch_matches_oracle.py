@@ -70,7 +70,7 @@ AGGREGATIONS = [
 #: over all history in the others.
 TTL_MINUTES = (90, 180, None)
 #: Raw events only, the executor's default, and tiles for every aggregation that can use them
-#: (all but the shortest few here; see batch_sql.tiled_aggregations).
+#: (all but the shortest few here; see window_sql.tiled_aggregations).
 TILE_RATIOS = (None, TILE_RATIO, 0.0)
 
 

@@ -1,0 +1,208 @@
+"""SQL text for windowed features (docs/semantics.md §4-§6), built from a compiled plan: each
+entity row joined to the raw events its windows need, and, for windows much longer than the
+rest, to tiles pre-aggregated per entity. Relations as in ``batch_sql``.
+"""
+
+from __future__ import annotations
+
+from skewless.transforms.batch_sql import (
+    alive_sql,
+    floor_sql,
+    history_reach_us,
+    keys_equal,
+    latest_sql,
+    order_rank,
+    quote,
+    sql_type,
+)
+from skewless.transforms.compiled import CompiledAggregation, ViewPlan
+from skewless.transforms.dtypes import is_numeric
+
+__all__ = ["feature_view_sql", "tiled_aggregations"]
+
+
+def _value_expr(agg: CompiledAggregation) -> str:
+    if agg.column is None:
+        return "e.__event_us"
+    column = f"e.{quote(agg.column)}"
+    needs_number = agg.aggregator.function in ("sum", "mean")
+    if (
+        needs_number
+        and agg.input_dtype is not None
+        and is_numeric(agg.input_dtype)
+        and not agg.input_dtype.is_numeric()
+    ):
+        return f"CAST({column} AS BIGINT)"  # booleans count as 0/1
+    return column
+
+
+def _order_expr(agg: CompiledAggregation) -> str:
+    return f"e.{quote(order_rank(agg.column))}" if agg.aggregator.ordered and agg.column else "NULL"
+
+
+def _span(agg: CompiledAggregation) -> int:
+    """How far back from ``t`` the raw events of ``agg``'s window may reach (§4)."""
+    return agg.window_us + agg.granularity_us
+
+
+def _floating(agg: CompiledAggregation) -> bool:
+    return agg.input_dtype is not None and agg.input_dtype.is_float()
+
+
+def _tile_parts(agg: CompiledAggregation, where: str) -> dict[str, tuple[str, str]]:
+    """``agg``'s tile parts over the events that satisfy ``where`` (none if it has no tiles)."""
+    return agg.aggregator().tile_sql(_value_expr(agg), where, _order_expr(agg), _floating(agg)) or {}
+
+
+def _part(agg: CompiledAggregation, part: str) -> str:
+    return quote(f"{agg.name}.{part}")
+
+
+def tiled_aggregations(
+    plan: ViewPlan, *, as_available: bool, ratio: float | None
+) -> tuple[CompiledAggregation, ...]:
+    """The aggregations to compute from tiles rather than raw events: those of the longest reach
+    first, while they reach more than ``ratio`` times further back than the raw events the
+    shorter ones (and the current tiles of the tiled ones) need. Tiles cannot know what was
+    available at each row's time, so "as available" uses raw events only, as does ``ratio=None``."""
+    if as_available or ratio is None:
+        return ()
+    tiled: list[CompiledAggregation] = []
+    for span in sorted({_span(a) for a in plan.aggregations}, reverse=True):
+        group = [a for a in plan.aggregations if _span(a) == span]
+        shorter = [_span(a) for a in plan.aggregations if _span(a) < span]
+        need = max(shorter + [a.granularity_us for a in (*tiled, *group)])
+        if not all(_tile_parts(a, "TRUE") for a in group) or span <= ratio * need:
+            break
+        tiled += group
+    return tuple(tiled)
+
+
+def _windows_sql(plan: ViewPlan, as_available: bool, tiled: tuple[CompiledAggregation, ...]) -> str:
+    """Each entity row joined to the raw events its windows may need, then every raw feature
+    aggregated with a filter to its own window, and every tiled one over its current, partial
+    tile ``[floor(t, g), t]`` (as the parts of ``tile_sql``)."""
+    raw = [a for a in plan.aggregations if a not in tiled]
+    bounds = sorted({(a.window_us, a.granularity_us) for a in raw} | {(0, a.granularity_us) for a in tiled})
+    lower = {b: f"__lo_{i}" for i, b in enumerate(bounds)}
+    lows = ", ".join(f"{floor_sql('__t', g)} - {w} AS {lower[(w, g)]}" for w, g in bounds)
+    least = f"least({', '.join(lower.values())})" if len(lower) > 1 else next(iter(lower.values()))
+    available = " AND e.__ingest_us <= r.__t" if as_available else ""
+    aggregates = [
+        f"{a.aggregator().sql(_value_expr(a), f'e.__event_us >= r.{lower[(a.window_us, a.granularity_us)]}', _order_expr(a), _floating(a))} AS {quote(a.name)}"
+        for a in raw
+    ]
+    for agg in tiled:
+        parts = _tile_parts(agg, f"e.__event_us >= r.{lower[(0, agg.granularity_us)]}")
+        aggregates += [f"{sql} AS {_part(agg, name)}" for name, (_, sql) in parts.items()]
+    return f"""
+        SELECT r.__row, max(e.__event_us) AS __latest, {", ".join(aggregates)}
+        FROM (SELECT __row, {", ".join(quote(k) for k in plan.join_keys)}, __t, {lows} FROM __rows) r
+        JOIN __events e ON {keys_equal("e", "r", plan.join_keys)}
+            AND e.__event_us >= {least} AND e.__event_us <= r.__t{available}
+        GROUP BY r.__row"""
+
+
+def _tiles_sql(plan: ViewPlan, granularity_us: int, aggs: list[CompiledAggregation]) -> str:
+    """The tiles of ``granularity_us`` per entity: the parts of each of ``aggs``, and the tile's
+    latest event time."""
+    parts = [
+        f"{sql} AS {_part(agg, name)}" for agg in aggs for name, (_, sql) in _tile_parts(agg, "TRUE").items()
+    ]
+    return f"""
+        SELECT {", ".join(f"e.{quote(k)}" for k in plan.join_keys)}, {floor_sql("e.__event_us", granularity_us)} AS __tile,
+               max(e.__event_us) AS __latest, {", ".join(parts)}
+        FROM __events e GROUP BY ALL"""
+
+
+def _merge_sql(agg: CompiledAggregation, name: str, merge: str, where: str) -> str:
+    """Part ``name`` of ``agg`` merged over the joined tiles ``t`` that satisfy ``where``."""
+    if merge.startswith("at_max:"):
+        by = f"t.{_part(agg, merge.removeprefix('at_max:'))}"
+        return f"arg_max(t.{_part(agg, name)}, {by}) FILTER (WHERE {where} AND {by} IS NOT NULL)"
+    return f"{merge}(t.{_part(agg, name)}) FILTER (WHERE {where})"
+
+
+def _tile_windows_sql(
+    plan: ViewPlan, granularity_us: int, aggs: list[CompiledAggregation], tiles: str
+) -> str:
+    """Each entity row joined to the complete tiles ``[floor(t, g) - w, floor(t, g))`` of its
+    longest window among ``aggs``; each part merged over its own window's tiles."""
+    windows = sorted({a.window_us for a in aggs})
+    lower = {w: f"__lo_{i}" for i, w in enumerate(windows)}
+    end = floor_sql("__t", granularity_us)
+    merged = [
+        f"{_merge_sql(agg, name, merge, f't.__tile >= r.{lower[agg.window_us]}')} AS {_part(agg, name)}"
+        for agg in aggs
+        for name, (merge, _) in _tile_parts(agg, "TRUE").items()
+    ]
+    return f"""
+        SELECT r.__row, max(t.__latest) AS __latest, {", ".join(merged)}
+        FROM (SELECT __row, {", ".join(quote(k) for k in plan.join_keys)}, {end} AS __end,
+                     {", ".join(f"{end} - {w} AS {lower[w]}" for w in windows)} FROM __rows) r
+        JOIN {tiles} t ON {keys_equal("t", "r", plan.join_keys)}
+            AND t.__tile >= r.{lower[windows[-1]]} AND t.__tile < r.__end
+        GROUP BY r.__row"""
+
+
+def _combine_sql(agg: CompiledAggregation, name: str, merge: str, a: str, b: str) -> str:
+    """Part ``name`` of ``agg`` from relations ``a`` and ``b`` (disjoint events) combined."""
+    left, right = f"{a}.{_part(agg, name)}", f"{b}.{_part(agg, name)}"
+    if merge in ("sum", "fsum"):
+        return f"coalesce({left} + {right}, {left}, {right})"
+    if merge in ("min", "max"):
+        return f"{'least' if merge == 'min' else 'greatest'}({left}, {right})"
+    by = _part(agg, merge.removeprefix("at_max:"))
+    return f"CASE WHEN {b}.{by} IS NULL OR {a}.{by} > {b}.{by} THEN {left} ELSE {right} END"
+
+
+def feature_view_sql(plan: ViewPlan, *, as_available: bool, tile_ratio: float | None = None) -> str:
+    """Every windowed feature of ``plan`` for every entity row (§4-§6).
+
+    Aggregations with windows much longer than the others' come from tiles — complete ones
+    pre-aggregated per entity, the current one from raw events (``tiled_aggregations``) — so the
+    join to raw events stays short. With a TTL no longer than the longest window, an event
+    recent enough to keep the entity alive lies inside these joins, so the latest event time
+    found there decides it and the ASOF join over all history is not needed."""
+    tiled = tiled_aggregations(plan, as_available=as_available, ratio=tile_ratio)
+    groups = {
+        g: [a for a in tiled if a.granularity_us == g] for g in sorted({a.granularity_us for a in tiled})
+    }
+    ctes = [f"w AS ({_windows_sql(plan, as_available, tiled)})"]
+    relation = {}
+    for i, (g, aggs) in enumerate(groups.items()):
+        ctes.append(f"tiles_{i} AS ({_tiles_sql(plan, g, aggs)})")
+        ctes.append(f"wt_{i} AS ({_tile_windows_sql(plan, g, aggs, f'tiles_{i}')})")
+        relation.update({a.name: f"wt_{i}" for a in aggs})
+    if history_reach_us(plan) is not None:
+        latest = f"greatest({', '.join(['w.__latest', *(f'wt_{i}.__latest' for i in range(len(groups)))])})"
+    else:
+        ctes.append(f"latest AS ({latest_sql(plan, as_available)})")
+        latest = "latest.__latest"
+    joins = " ".join(
+        f"LEFT JOIN {c.split(' AS ', 1)[0]} USING (__row)" for c in ctes if not c.startswith("tiles_")
+    )
+    outputs = ",\n".join(
+        f"CAST(CASE WHEN {alive_sql(plan, latest)} THEN coalesce({_result(a, relation.get(a.name))}, {_empty(a)}) END "
+        f"AS {sql_type(a.dtype)}) AS {quote(a.name)}"
+        for a in plan.aggregations
+    )
+    return f"""
+        WITH {", ".join(ctes)}
+        SELECT r.__row, {outputs}
+        FROM __rows r {joins}
+        ORDER BY r.__row"""
+
+
+def _result(agg: CompiledAggregation, tiles: str | None) -> str:
+    """``agg``'s value: from the raw join ``w``, or its parts from ``w`` and ``tiles`` combined."""
+    if tiles is None:
+        return f"w.{quote(agg.name)}"
+    parts = _tile_parts(agg, "TRUE")
+    return agg.aggregator().result_sql(
+        {name: _combine_sql(agg, name, merge, "w", tiles) for name, (merge, _) in parts.items()}
+    )
+
+
+def _empty(agg: CompiledAggregation) -> str:
+    return "NULL" if agg.aggregator.empty is None else str(agg.aggregator.empty)
