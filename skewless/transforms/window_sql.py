@@ -58,20 +58,27 @@ def _part(agg: CompiledAggregation, part: str) -> str:
     return quote(f"{agg.name}.{part}")
 
 
+def _settle_us(plan: ViewPlan, as_available: bool) -> int:
+    """How far before a row's time the tiles end: "as available", an event may arrive up to the
+    allowed lateness after its event time, so only older tiles hold nothing that had not arrived
+    yet; the events after them come from the raw join, which checks arrival (§7)."""
+    return plan.lateness_us if as_available else 0
+
+
 def tiled_aggregations(
     plan: ViewPlan, *, as_available: bool, ratio: float | None
 ) -> tuple[CompiledAggregation, ...]:
     """The aggregations to compute from tiles rather than raw events: those of the longest reach
     first, while they reach more than ``ratio`` times further back than the raw events the
-    shorter ones (and the current tiles of the tiled ones) need. Tiles cannot know what was
-    available at each row's time, so "as available" uses raw events only, as does ``ratio=None``."""
-    if as_available or ratio is None:
+    shorter ones (and the recent events of the tiled ones) need. None with ``ratio=None``."""
+    if ratio is None:
         return ()
+    settle = _settle_us(plan, as_available)
     tiled: list[CompiledAggregation] = []
     for span in sorted({_span(a) for a in plan.aggregations}, reverse=True):
         group = [a for a in plan.aggregations if _span(a) == span]
         shorter = [_span(a) for a in plan.aggregations if _span(a) < span]
-        need = max(shorter + [a.granularity_us for a in (*tiled, *group)])
+        need = max(shorter + [a.granularity_us + settle for a in (*tiled, *group)])
         if not all(_tile_parts(a, "TRUE") for a in group) or span <= ratio * need:
             break
         tiled += group
@@ -80,24 +87,31 @@ def tiled_aggregations(
 
 def _windows_sql(plan: ViewPlan, as_available: bool, tiled: tuple[CompiledAggregation, ...]) -> str:
     """Each entity row joined to the raw events its windows may need, then every raw feature
-    aggregated with a filter to its own window, and every tiled one over its current, partial
-    tile ``[floor(t, g), t]`` (as the parts of ``tile_sql``)."""
+    aggregated with a filter to its own window, and every tiled one over the events after its
+    complete tiles, ``[floor(t - settle, g), t]`` within its window (as the parts of ``tile_sql``)."""
     raw = [a for a in plan.aggregations if a not in tiled]
-    bounds = sorted({(a.window_us, a.granularity_us) for a in raw} | {(0, a.granularity_us) for a in tiled})
+    settle = _settle_us(plan, as_available)
+    bounds = sorted({(a.window_us, a.granularity_us) for a in raw})
+    recent = sorted({(a.window_us, a.granularity_us) for a in tiled})
     lower = {b: f"__lo_{i}" for i, b in enumerate(bounds)}
-    lows = ", ".join(f"{floor_sql('__t', g)} - {w} AS {lower[(w, g)]}" for w, g in bounds)
-    least = f"least({', '.join(lower.values())})" if len(lower) > 1 else next(iter(lower.values()))
+    after = {b: f"__after_{i}" for i, b in enumerate(recent)}
+    lows = [f"{floor_sql('__t', g)} - {w} AS {lower[(w, g)]}" for w, g in bounds] + [
+        f"greatest({floor_sql(f'(__t - {settle})', g)}, {floor_sql('__t', g)} - {w}) AS {after[(w, g)]}"
+        for w, g in recent
+    ]
+    names = [*lower.values(), *after.values()]
+    least = f"least({', '.join(names)})" if len(names) > 1 else names[0]
     available = " AND e.__ingest_us <= r.__t" if as_available else ""
     aggregates = [
         f"{a.aggregator().sql(_value_expr(a), f'e.__event_us >= r.{lower[(a.window_us, a.granularity_us)]}', _order_expr(a), _floating(a))} AS {quote(a.name)}"
         for a in raw
     ]
     for agg in tiled:
-        parts = _tile_parts(agg, f"e.__event_us >= r.{lower[(0, agg.granularity_us)]}")
+        parts = _tile_parts(agg, f"e.__event_us >= r.{after[(agg.window_us, agg.granularity_us)]}")
         aggregates += [f"{sql} AS {_part(agg, name)}" for name, (_, sql) in parts.items()]
     return f"""
         SELECT r.__row, max(e.__event_us) AS __latest, {", ".join(aggregates)}
-        FROM (SELECT __row, {", ".join(quote(k) for k in plan.join_keys)}, __t, {lows} FROM __rows) r
+        FROM (SELECT __row, {", ".join(quote(k) for k in plan.join_keys)}, __t, {", ".join(lows)} FROM __rows) r
         JOIN __events e ON {keys_equal("e", "r", plan.join_keys)}
             AND e.__event_us >= {least} AND e.__event_us <= r.__t{available}
         GROUP BY r.__row"""
@@ -124,13 +138,14 @@ def _merge_sql(agg: CompiledAggregation, name: str, merge: str, where: str) -> s
 
 
 def _tile_windows_sql(
-    plan: ViewPlan, granularity_us: int, aggs: list[CompiledAggregation], tiles: str
+    plan: ViewPlan, granularity_us: int, aggs: list[CompiledAggregation], tiles: str, settle_us: int
 ) -> str:
-    """Each entity row joined to the complete tiles ``[floor(t, g) - w, floor(t, g))`` of its
-    longest window among ``aggs``; each part merged over its own window's tiles."""
+    """Each entity row joined to the complete tiles ``[floor(t, g) - w, floor(t - settle, g))``
+    of its longest window among ``aggs``; each part merged over its own window's tiles."""
     windows = sorted({a.window_us for a in aggs})
     lower = {w: f"__lo_{i}" for i, w in enumerate(windows)}
-    end = floor_sql("__t", granularity_us)
+    start = floor_sql("__t", granularity_us)
+    end = floor_sql(f"(__t - {settle_us})", granularity_us)
     merged = [
         f"{_merge_sql(agg, name, merge, f't.__tile >= r.{lower[agg.window_us]}')} AS {_part(agg, name)}"
         for agg in aggs
@@ -139,7 +154,7 @@ def _tile_windows_sql(
     return f"""
         SELECT r.__row, max(t.__latest) AS __latest, {", ".join(merged)}
         FROM (SELECT __row, {", ".join(quote(k) for k in plan.join_keys)}, {end} AS __end,
-                     {", ".join(f"{end} - {w} AS {lower[w]}" for w in windows)} FROM __rows) r
+                     {", ".join(f"{start} - {w} AS {lower[w]}" for w in windows)} FROM __rows) r
         JOIN {tiles} t ON {keys_equal("t", "r", plan.join_keys)}
             AND t.__tile >= r.{lower[windows[-1]]} AND t.__tile < r.__end
         GROUP BY r.__row"""
@@ -172,7 +187,8 @@ def feature_view_sql(plan: ViewPlan, *, as_available: bool, tile_ratio: float | 
     relation = {}
     for i, (g, aggs) in enumerate(groups.items()):
         ctes.append(f"tiles_{i} AS ({_tiles_sql(plan, g, aggs)})")
-        ctes.append(f"wt_{i} AS ({_tile_windows_sql(plan, g, aggs, f'tiles_{i}')})")
+        tile_windows = _tile_windows_sql(plan, g, aggs, f"tiles_{i}", _settle_us(plan, as_available))
+        ctes.append(f"wt_{i} AS ({tile_windows})")
         relation.update({a.name: f"wt_{i}" for a in aggs})
     if history_reach_us(plan) is not None:
         latest = f"greatest({', '.join(['w.__latest', *(f'wt_{i}.__latest' for i in range(len(groups)))])})"
