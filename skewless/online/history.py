@@ -45,9 +45,9 @@ def write_history(
     *,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> int:
-    """Write the state of ``events`` (source columns, ``__ingest_us``, ``__ord`` and
-    optionally ``__entry``; each entity's together, in arrival order) into a cleared view; returns the number of counted events.
-    ``on_progress(done, total)`` counts events as their commands go out."""
+    """Write the state of ``events`` (source columns, ``__ingest_us``, ``__ord`` and optionally
+    ``__entry``; each entity's together, in arrival order) into a cleared view; returns the number
+    of counted events. ``on_progress(done, total)`` counts events as their commands go out."""
     counted, _ = counted_events(plan, events)
 
     def batches() -> Iterator[pa.Array]:

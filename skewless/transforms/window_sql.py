@@ -175,11 +175,13 @@ def feature_view_sql(plan: ViewPlan, *, as_available: bool, tile_ratio: float | 
     """Every windowed feature of ``plan`` for every entity row (§4-§6).
 
     Aggregations with windows much longer than the others' come from tiles — complete ones
-    pre-aggregated per entity, the current one from raw events (``tiled_aggregations``) — so the
-    join to raw events stays short. With a TTL no longer than the longest window, an event
+    pre-aggregated per entity, the most recent events (the current tile, and "as available" the
+    allowed lateness before it) from the raw join (``tiled_aggregations``) — so the join to raw
+    events stays short. With a TTL no longer than the longest window, an event
     recent enough to keep the entity alive lies inside these joins, so the latest event time
     found there decides it and the ASOF join over all history is not needed."""
     tiled = tiled_aggregations(plan, as_available=as_available, ratio=tile_ratio)
+    settle = _settle_us(plan, as_available)
     groups = {
         g: [a for a in tiled if a.granularity_us == g] for g in sorted({a.granularity_us for a in tiled})
     }
@@ -187,7 +189,7 @@ def feature_view_sql(plan: ViewPlan, *, as_available: bool, tile_ratio: float | 
     relation = {}
     for i, (g, aggs) in enumerate(groups.items()):
         ctes.append(f"tiles_{i} AS ({_tiles_sql(plan, g, aggs)})")
-        tile_windows = _tile_windows_sql(plan, g, aggs, f"tiles_{i}", _settle_us(plan, as_available))
+        tile_windows = _tile_windows_sql(plan, g, aggs, f"tiles_{i}", settle)
         ctes.append(f"wt_{i} AS ({tile_windows})")
         relation.update({a.name: f"wt_{i}" for a in aggs})
     if history_reach_us(plan) is not None:

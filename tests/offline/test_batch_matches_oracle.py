@@ -293,22 +293,16 @@ def test_last_breaks_a_full_tie_by_the_larger_value(tmp_path: Path) -> None:
             Aggregation("last", "shop", window="1h", granularity="5m"),
         ],
     )
-    at = [datetime.fromtimestamp((T0 + m * MINUTE) / 1_000_000, UTC) for m in (5, 10, 10, 10)]
-    pl.DataFrame(
-        {
-            "account": ["a"] * 4,
-            "amount": [9.0, 3.0, 7.0, 5.0],
-            "units": [1, 2, 3, 4],
-            "shop": ["z", "b", "c", "a"],
-            "event_time": at,
-            "ingest_time": at,
-        },
-        schema=anonymous.columns,
-    ).write_parquet(tmp_path / "payments.parquet")
+    # Three events tie at minute 10; each column's `last` takes its own largest value there.
+    tied = [
+        _payment("a", 5, None, 9.0, 0),
+        *(_payment("a", 10, None, v, i) for i, v in enumerate((3.0, 7.0, 5.0), 1)),
+    ]
+    _write(tied, tmp_path / "payments.parquet")
     executor = BatchExecutor(tmp_path)
     try:
         result = executor.compute(compile_view(view), _rows([("a", 20 * MINUTE), ("a", 7 * MINUTE)]))
     finally:
         executor.close()
     assert result["amount_last_1h"].to_list() == [7.0, 9.0]
-    assert result["shop_last_1h"].to_list() == ["c", "z"]
+    assert result["shop_last_1h"].to_list() == ["s3", "s0"]
