@@ -5,8 +5,8 @@ call per tile update. A full run starts from a cleared view, so nothing needs ch
 stored state: this module computes in polars the state that replay leaves (each entity's events
 as one group, as the replay sends them) and writes it with plain pipelined commands:
 
-- ``seen``: every counted event id, scored by its lateness deadline; ``hwm``: the entity's latest
-  ingest time; both expire when the replay's script would expire them;
+- ``seen``: every counted event id, scored by its lateness deadline, and the high-water mark
+  (the entity's latest ingest time); it expires when the replay's script would expire it;
 - tiles: each (key, field) set to its merged partial (``merged_updates``, the executor's own
   merge), ``last`` as its order and value fields, distinct values added to their sets; each key
   expires when no window can read it any more, as the script's ``ttl``.
@@ -27,7 +27,7 @@ import redis
 from skewless._errors import StoreError
 from skewless.stores.bulk import frame_commands, pack_commands, pack_grouped, run_bulk, text_column
 from skewless.stores.byte_columns import BYTES, decimal_text
-from skewless.stores.redis_layout import HWM_KEY, SEEN_KEY
+from skewless.stores.redis_layout import HWM_MEMBER, SEEN_KEY
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.tile_updates import ORDER_SEP, counted_events, merged_updates
 
@@ -85,25 +85,26 @@ def _commands(plan: ViewPlan, chunk: pl.DataFrame) -> list[pa.Array]:
 
 
 def _bookkeeping(plan: ViewPlan, counted: pl.DataFrame) -> list[pa.Array]:
-    """``seen`` and ``hwm`` per entity, as APPLY_SCRIPT leaves them after one call."""
-    seen, hwm = pl.format(SEEN_KEY, "__tag"), pl.format(HWM_KEY, "__tag")
-    ids = counted.select(
-        seen.alias("key"),
-        (pl.col("__event_us") + plan.lateness_us).alias("deadline"),
-        pl.format("{}@{}", "__id", "__event_us").alias("id"),
-    )
+    """Each entity's ``seen`` set (its ids and high-water mark), as APPLY_SCRIPT leaves it
+    after one call."""
+    seen = pl.format(SEEN_KEY, "__tag")
     entities = counted.group_by("__tag").agg(
         pl.col("__ingest_us").min().alias("now"),
         pl.col("__ingest_us").max().alias("hwm"),
         (pl.col("__event_us").max() + plan.lateness_us).alias("seen_until"),
     )
-    kept = entities.filter(pl.col("seen_until") > pl.col("now")).with_columns(
-        keep=(pl.col("seen_until") - pl.col("now") + 999) // 1000 + 1  # math.ceil in the script
-    )
+    members = pl.concat([
+        counted.select(
+            seen.alias("key"),
+            (pl.col("__event_us") + plan.lateness_us).alias("score"),
+            pl.format("{}@{}", "__id", "__event_us").alias("member"),
+        ),
+        entities.select(seen.alias("key"), pl.col("hwm").alias("score"), pl.lit(HWM_MEMBER).alias("member")),
+    ])  # fmt: skip
+    keep = (pl.max_horizontal("seen_until", "now") - pl.col("now") + 999) // 1000 + 1  # the script's
     return [
-        _grouped(b"ZADD", ids, "deadline", "id")[0],
-        frame_commands([b"SET"], entities.with_columns(key=hwm), "key", "hwm"),
-        *[frame_commands([b"PEXPIRE"], kept.with_columns(key=key), "key", "keep") for key in (seen, hwm)],
+        _grouped(b"ZADD", members, "score", "member")[0],
+        frame_commands([b"PEXPIRE"], entities.with_columns(key=seen, keep=keep), "key", "keep"),
     ]
 
 

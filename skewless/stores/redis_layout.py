@@ -9,10 +9,10 @@ entity's keys live in one slot and one script can touch them all (docs/online.md
 - ``skl:{v|e}:d:<agg>:<tile>`` set: the distinct values of one distinct-count tile.
 - ``skl:{v|e}:latest``         string: event time (µs) of the entity's latest counted event.
 - ``skl:{v|e}:seen``           sorted set: event ids applied, scored by when a copy would be too
-  late anyway (µs); trimmed below the high-water mark on every write.
-- ``skl:{v|e}:hwm``            string: the latest ingest time (µs) applied for the entity. An id
-  whose deadline is below it is treated as seen: a first copy that late would be too late. It
-  expires with ``seen``.
+  late anyway (µs), and the member ``@hwm`` scored by the latest ingest time (µs) applied for
+  the entity (the high-water mark). An id whose deadline is below the mark is treated as seen:
+  a first copy that late would be too late; ids below it are trimmed on every write. (No id
+  member can be ``@hwm``: each ends with ``@`` and its event time's digits.)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import polars as pl
 
 __all__ = [
     "APPLY_SCRIPT",
-    "HWM_KEY",
+    "HWM_MEMBER",
     "LATEST_KEY",
     "SEEN_KEY",
     "entity_tag",
@@ -39,7 +39,8 @@ __all__ = [
 #: An entity's bookkeeping keys, with ``{}`` for its tag (``str.format``, ``pl.format``).
 LATEST_KEY = "skl:{}:latest"
 SEEN_KEY = "skl:{}:seen"
-HWM_KEY = "skl:{}:hwm"
+#: The seen set's member that holds the high-water mark as its score.
+HWM_MEMBER = "@hwm"
 
 
 def entity_tag(view: str, entity: Sequence[object]) -> str:
@@ -76,43 +77,55 @@ def latest_key(tag: str) -> str:
 
 
 #: Applies one batch of events of one (view, entity), or nothing.
-#: KEYS[1] = seen set, KEYS[2] = latest, KEYS[3] = processed high-water mark, KEYS[4..] = tiles.
+#: KEYS[1] = seen set, KEYS[2] = latest, KEYS[3..] = tiles and sets.
 #: ARGV = now_us, max_ingest_us, n_ids, (id, too_late_at_us)*, latest_us, latest_ttl_ms,
 #:        n_ops, (key_index, op, field, value)*, n_expiries, (key_index, ttl_ms)*
 #: Returns 0 (and changes nothing) if any id was already applied — or could have been and was
 #: forgotten: its deadline is below the high-water mark — else 1.
+#:
+#: Redis spends about as much on a call from Lua as on the command it runs, so the script makes
+#: few: one ZMSCORE reads the high-water mark (the seen set's member ``@hwm``) and every id, one
+#: ZADD records them all. A tile or set key's expiry is set when the key is new (``PEXPIRE …
+#: NX``): any later call asks for no earlier moment a read still needs it (docs/architecture.md,
+#: "Expiry"). Redis 6.2 (the embedded redis-server) lacks NX and GT: there the script compares
+#: with ``PTTL`` and keeps the longer expiry, one call more per key.
 APPLY_SCRIPT = """
 local now = tonumber(ARGV[1])
-local hwm = tonumber(redis.call('GET', KEYS[3]) or '0')
+local redis7 = redis.REDIS_VERSION_NUM ~= nil  -- Lua sees it from 7.0, which brought PEXPIRE's NX and GT
 local n_ids = tonumber(ARGV[3])
-local i = 4
-local seen_until = 0
-for _ = 1, n_ids do
-  local deadline = tonumber(ARGV[i + 1])
-  if deadline < hwm or redis.call('ZSCORE', KEYS[1], ARGV[i]) then return 0 end
+local members = {'HWM_MEMBER'}
+for j = 1, n_ids do members[j + 1] = ARGV[2 + 2 * j] end
+local scores = {}
+for first = 1, #members, 1000 do
+  local part = redis.call('ZMSCORE', KEYS[1], unpack(members, first, math.min(first + 999, #members)))
+  for _, score in ipairs(part) do scores[#scores + 1] = score end
+end
+local known = scores[1] ~= false
+local hwm = known and tonumber(scores[1]) or 0
+local seen_until = now
+for j = 1, n_ids do
+  local deadline = tonumber(ARGV[3 + 2 * j])
+  if deadline < hwm or scores[j + 1] then return 0 end
   if deadline > seen_until then seen_until = deadline end
-  i = i + 2
 end
 if tonumber(ARGV[2]) > hwm then hwm = tonumber(ARGV[2]) end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', hwm))
-i = 4
-for _ = 1, n_ids do
-  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
-  i = i + 2
+local hwm_text = string.format('%d', hwm)
+if known then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. hwm_text) end
+local pairs_ = {hwm_text, 'HWM_MEMBER'}
+for j = 1, n_ids do
+  pairs_[#pairs_ + 1] = ARGV[3 + 2 * j]
+  pairs_[#pairs_ + 1] = ARGV[2 + 2 * j]
 end
-local keep = redis.call('PTTL', KEYS[1])
-if seen_until > now then
-  local wanted = math.ceil((seen_until - now) / 1000) + 1
-  if keep < wanted then
-    redis.call('PEXPIRE', KEYS[1], wanted)
-    keep = wanted
-  end
+for first = 1, #pairs_, 2000 do
+  redis.call('ZADD', KEYS[1], unpack(pairs_, first, math.min(first + 1999, #pairs_)))
 end
-if keep > 0 then
-  redis.call('SET', KEYS[3], string.format('%d', hwm), 'PX', keep)
-else
-  redis.call('SET', KEYS[3], string.format('%d', hwm))
+local keep = math.ceil((seen_until - now) / 1000) + 1
+if redis7 then
+  redis.call('PEXPIRE', KEYS[1], keep, known and 'GT' or 'NX')
+elseif redis.call('PTTL', KEYS[1]) < keep then
+  redis.call('PEXPIRE', KEYS[1], keep)
 end
+local i = 4 + 2 * n_ids
 local latest = redis.call('GET', KEYS[2])
 local latest_ttl = tonumber(ARGV[i + 1])
 if not latest or tonumber(ARGV[i]) > tonumber(latest) then
@@ -157,9 +170,13 @@ end
 local n_exp = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n_exp do
-  local key, ttl = KEYS[tonumber(ARGV[i])], tonumber(ARGV[i + 1])
-  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  local key, ttl = KEYS[tonumber(ARGV[i])], ARGV[i + 1]
+  if redis7 then
+    redis.call('PEXPIRE', key, ttl, 'NX')
+  elseif redis.call('PTTL', key) < tonumber(ttl) then
+    redis.call('PEXPIRE', key, ttl)
+  end
   i = i + 2
 end
 return 1
-"""
+""".replace("HWM_MEMBER", HWM_MEMBER)

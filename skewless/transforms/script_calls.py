@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skewless.stores.byte_columns import BYTES
-from skewless.stores.redis_layout import APPLY_SCRIPT, HWM_KEY, LATEST_KEY, SEEN_KEY
+from skewless.stores.redis_layout import APPLY_SCRIPT, LATEST_KEY, SEEN_KEY
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.tile_updates import merged_updates
 
@@ -27,7 +27,7 @@ __all__ = ["ScriptCalls", "script_calls"]
 
 #: A command's header; ``{}``: its argument count, then its arguments after the script's hash.
 _HEAD = "*{}\r\n$7\r\nEVALSHA\r\n$40\r\n" + hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest() + "\r\n{}"
-_FIRST_TILE_KEY = 4  # KEYS[1..3] are the entity's seen set, latest and high-water mark
+_FIRST_TILE_KEY = 3  # KEYS[1..2] are the entity's seen set and latest
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def script_calls(plan: ViewPlan, events: pl.DataFrame) -> ScriptCalls:
     live, ops = pl.collect_all([live, ops], engine="in-memory")
     counts = calls.with_columns(__live=_per_call(live, calls.height), __ops=_per_call(ops, calls.height))
     arguments = pl.concat([
-        _segment(0, counts, pl.col("__live") + _FIRST_TILE_KEY - 1, pl.format(SEEN_KEY, "__tag"), pl.format(LATEST_KEY, "__tag"), pl.format(HWM_KEY, "__tag")),
+        _segment(0, counts, pl.col("__live") + _FIRST_TILE_KEY - 1, pl.format(SEEN_KEY, "__tag"), pl.format(LATEST_KEY, "__tag")),
         _segment(1, live, "key"),
         _segment(2, counts, "__now", "__max_ingest", "__events"),
         _segment(3, ids, pl.format("{}@{}", "__id", "__event_us"), pl.col("__event_us") + plan.lateness_us),

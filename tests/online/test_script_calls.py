@@ -56,7 +56,7 @@ def test_each_call_parses_into_the_scripts_signature() -> None:
         assert args[0] == b"EVALSHA"
         n_keys = int(args[2])
         keys, argv = args[3 : 3 + n_keys], args[3 + n_keys :]
-        assert keys[:3] == [f"skl:{group}:{k}".encode() for k in ("seen", "latest", "hwm")]
+        assert keys[:2] == [f"skl:{group}:{k}".encode() for k in ("seen", "latest")]
         ids = tagged.filter(pl.col("__tag") == group)
         assert int(argv[2]) == events == ids.height
         expected_ids = [
@@ -66,7 +66,7 @@ def test_each_call_parses_into_the_scripts_signature() -> None:
         rest = argv[3 + 2 * events :]
         n_ops = int(rest[2])
         n_expiries = int(rest[3 + 4 * n_ops])
-        assert n_expiries == n_keys - 3  # every tile and set key gets its expiry
+        assert n_expiries == n_keys - 2  # every tile and set key gets its expiry
         assert len(rest) == 3 + 4 * n_ops + 1 + 2 * n_expiries
 
 
