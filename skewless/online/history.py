@@ -6,7 +6,8 @@ stored state: this module computes in polars the state that replay leaves (each 
 as one group, as the replay sends them) and writes it with plain pipelined commands:
 
 - ``seen``: every counted event id, scored by its lateness deadline, and the high-water mark
-  (the entity's latest ingest time); it expires when the replay's script would expire it;
+  (the entity's earliest ingest time, as a replay in arrival order sets it); it expires when
+  the replay's script would expire it;
 - tiles: each (key, field) set to its merged partial (``merged_updates``, the executor's own
   merge), ``last`` as its order and value fields, distinct values added to their sets; each key
   expires when no window can read it any more, as the script's ``ttl``.
@@ -90,7 +91,6 @@ def _bookkeeping(plan: ViewPlan, counted: pl.DataFrame) -> list[pa.Array]:
     seen = pl.format(SEEN_KEY, "__tag")
     entities = counted.group_by("__tag").agg(
         pl.col("__ingest_us").min().alias("now"),
-        pl.col("__ingest_us").max().alias("hwm"),
         (pl.col("__event_us").max() + plan.lateness_us).alias("seen_until"),
     )
     members = pl.concat([
@@ -99,7 +99,7 @@ def _bookkeeping(plan: ViewPlan, counted: pl.DataFrame) -> list[pa.Array]:
             (pl.col("__event_us") + plan.lateness_us).alias("score"),
             pl.format("{}@{}", "__id", "__event_us").alias("member"),
         ),
-        entities.select(seen.alias("key"), pl.col("hwm").alias("score"), pl.lit(HWM_MEMBER).alias("member")),
+        entities.select(seen.alias("key"), pl.col("now").alias("score"), pl.lit(HWM_MEMBER).alias("member")),
     ])  # fmt: skip
     keep = (pl.max_horizontal("seen_until", "now") - pl.col("now") + 999) // 1000 + 1  # the script's
     return [

@@ -36,6 +36,9 @@ from skewless.transforms.sources import EventSource
 __all__ = ["GROUP", "IngestStats", "StreamIngestor", "dead_letter_stream", "parse_entries"]
 
 GROUP = "skewless"
+#: How far an ingest time stamped by ``POST /push`` may precede its entry's id (the API's clock
+#: against Redis's): a margin for the oldest pending entry, see ``_pending_since``.
+_CLOCK_SLACK_US = 1_000_000
 
 
 def dead_letter_stream(stream: str) -> str:
@@ -208,8 +211,21 @@ class StreamIngestor:
         if not entries:
             return None
         frame, bad = parse_entries(source, entries, first_ord=_entry_ord(entries[0][0]))
-        prepared = self.executor.prepare(plans, frame) if frame.height else None
+        prepared = None
+        if frame.height:
+            low_us = self._pending_since(str(source.stream), int(frame["__ingest_us"].min()))  # type: ignore[arg-type]
+            prepared = self.executor.prepare(plans, frame, low_us=low_us)
         return _Batch(source, entries, frame, bad, prepared)
+
+    def _pending_since(self, stream: str, batch_us: int) -> int:
+        """An ingest time no event still to be delivered precedes: the batch's earliest, or the
+        group's oldest pending entry (another consumer's batch, not yet written), less a second
+        for the clock of an API that stamped an entry's ``__ingest_us`` before Redis its id."""
+        oldest = self.client.xpending(stream, GROUP)["min"]
+        if oldest is None:
+            return batch_us
+        millis = int(oldest.split(b"-")[0] if isinstance(oldest, bytes) else oldest.split("-")[0])
+        return min(batch_us, millis * 1000 - _CLOCK_SLACK_US)
 
     def _finish(self, batch: _Batch) -> None:
         """Write the batch online, land it offline, dead-letter what does not count, then

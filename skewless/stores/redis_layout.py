@@ -9,10 +9,12 @@ entity's keys live in one slot and one script can touch them all (docs/online.md
 - ``skl:{v|e}:d:<agg>:<tile>`` set: the distinct values of one distinct-count tile.
 - ``skl:{v|e}:latest``         string: event time (µs) of the entity's latest counted event.
 - ``skl:{v|e}:seen``           sorted set: event ids applied, scored by when a copy would be too
-  late anyway (µs), and the member ``@hwm`` scored by the latest ingest time (µs) applied for
-  the entity (the high-water mark). An id whose deadline is below the mark is treated as seen:
-  a first copy that late would be too late; ids below it are trimmed on every write. (No id
-  member can be ``@hwm``: each ends with ``@`` and its event time's digits.)
+  late anyway (µs), and the member ``@hwm`` scored by the high-water mark: an ingest time (µs)
+  before which no event still to be delivered arrived, when the entity was last written (the
+  oldest entry pending in the consumer group, or the batch's own earliest). An id whose deadline
+  is below the mark is treated as seen: any copy yet to come would be too late; ids below it are
+  trimmed on every write. (No id member can be ``@hwm``: each ends with ``@`` and its event
+  time's digits.)
 """
 
 from __future__ import annotations
@@ -78,10 +80,11 @@ def latest_key(tag: str) -> str:
 
 #: Applies one batch of events of one (view, entity), or nothing.
 #: KEYS[1] = seen set, KEYS[2] = latest, KEYS[3..] = tiles and sets.
-#: ARGV = now_us, max_ingest_us, n_ids, (id, too_late_at_us)*, latest_us, latest_ttl_ms,
+#: ARGV = now_us, low_us, n_ids, (id, too_late_at_us)*, latest_us, latest_ttl_ms,
 #:        n_ops, (key_index, op, field, value)*, n_expiries, (key_index, ttl_ms)*
-#: Returns 0 (and changes nothing) if any id was already applied — or could have been and was
-#: forgotten: its deadline is below the high-water mark — else 1.
+#: ``low_us``: no event still to be delivered, to this consumer or another, arrived before it; it
+#: raises the high-water mark. Returns 0 (and changes nothing) if any id was already applied — or
+#: could have been and was forgotten: its deadline is below the high-water mark — else 1.
 #:
 #: Redis spends about as much on a call from Lua as on the command it runs, so the script makes
 #: few: one ZMSCORE reads the high-water mark (the seen set's member ``@hwm``) and every id, one
@@ -108,7 +111,7 @@ for j = 1, n_ids do
   if deadline < hwm or scores[j + 1] then return 0 end
   if deadline > seen_until then seen_until = deadline end
 end
-if tonumber(ARGV[2]) > hwm then hwm = tonumber(ARGV[2]) end
+if tonumber(ARGV[2]) > hwm then hwm = tonumber(ARGV[2]) end  -- low_us
 local hwm_text = string.format('%d', hwm)
 if known then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. hwm_text) end
 local pairs_ = {hwm_text, 'HWM_MEMBER'}

@@ -56,12 +56,15 @@ class PreparedBatch:
 
     views: list[_PreparedView]
     rejected: pl.DataFrame | None
+    low_us: int | None  # as ``prepare`` was given it
 
 
-def _prepare_view(plan: ViewPlan, events: pl.DataFrame) -> tuple[_PreparedView, pl.DataFrame]:
+def _prepare_view(
+    plan: ViewPlan, events: pl.DataFrame, low_us: int | None
+) -> tuple[_PreparedView, pl.DataFrame]:
     """One view's script calls for ``events``, and the events it refuses (with ``__reason``)."""
     tagged, refused = counted_events(plan, events)
-    calls = script_calls(plan, tagged.with_columns(__group=pl.col("__tag")))
+    calls = script_calls(plan, tagged.with_columns(__group=pl.col("__tag")), low_us)
     return _PreparedView(plan, tagged, calls, events.height - refused.height - tagged.height), refused
 
 
@@ -71,20 +74,29 @@ class IncrementalExecutor:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
-    def apply(self, plans: Sequence[ViewPlan], events: pl.DataFrame) -> ApplyResult:
+    def apply(
+        self, plans: Sequence[ViewPlan], events: pl.DataFrame, *, low_us: int | None = None
+    ) -> ApplyResult:
         """Apply ``events`` (the source's columns plus ``__ingest_us`` and ``__ord``, in arrival
-        order) to every view in ``plans``; return counts and the rejected events with reasons."""
-        return self.run(self.prepare(plans, events))
+        order) to every view in ``plans``; return counts and the rejected events with reasons.
 
-    def prepare(self, plans: Sequence[ViewPlan], events: pl.DataFrame) -> PreparedBatch:
+        ``low_us``: no event still to be delivered arrived before it. A consumer group's
+        consumers may apply batches out of arrival order, so ``skewless ingest`` passes the
+        oldest entry still pending; without it, each entity's earliest event in the batch
+        stands in, which holds when batches are applied in arrival order (a replay)."""
+        return self.run(self.prepare(plans, events, low_us=low_us))
+
+    def prepare(
+        self, plans: Sequence[ViewPlan], events: pl.DataFrame, *, low_us: int | None = None
+    ) -> PreparedBatch:
         """Everything ``apply`` computes before it writes (no I/O): which events count, the
         transform, every entity's script call. ``skewless ingest`` prepares the next batch while
         the previous one is written."""
-        prepared = list(_VIEWS.map(lambda plan: _prepare_view(plan, events), plans))
+        prepared = list(_VIEWS.map(lambda plan: _prepare_view(plan, events, low_us), plans))
         views = [view for view, _ in prepared]
         rejected = [refused for _, refused in prepared]
         rejected_events = pl.concat(rejected).unique(["__ord"], maintain_order=True) if rejected else None
-        return PreparedBatch(views, rejected_events)
+        return PreparedBatch(views, rejected_events, low_us)
 
     def run(self, batch: PreparedBatch) -> ApplyResult:
         """Write a prepared batch: one script per entity, all pipelined; entities whose batch
@@ -100,7 +112,7 @@ class IncrementalExecutor:
                 one_by_one = view.events.filter(pl.col("__tag").is_in(failed)).with_columns(
                     __group=pl.col("__ord").cast(pl.String)
                 )
-                retried = self._run_all(view.plan, script_calls(view.plan, one_by_one).packed)
+                retried = self._run_all(view.plan, script_calls(view.plan, one_by_one, batch.low_us).packed)
             result.applied[view.plan.name] = applied + sum(retried)
             # An event is one duplicate however many views read it.
             result.duplicates = max(result.duplicates, view.duplicates + len(retried) - sum(retried))

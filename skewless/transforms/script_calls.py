@@ -39,8 +39,10 @@ class ScriptCalls:
     packed: pa.Array  # each call as an EVALSHA command in the Redis protocol
 
 
-def script_calls(plan: ViewPlan, events: pl.DataFrame) -> ScriptCalls:
-    """The calls that apply ``events`` (counted, tagged, with ``__group``), in group order."""
+def script_calls(plan: ViewPlan, events: pl.DataFrame, low_us: int | None = None) -> ScriptCalls:
+    """The calls that apply ``events`` (counted, tagged, with ``__group``), in group order.
+    ``low_us``: no event still to be delivered arrived before it (default: each group's
+    earliest arrival, right when groups are applied in arrival order, as a replay does)."""
     # Polars' in-memory engine: the default picked one whose start-up cost dominated these
     # small queries (one event: 27 → 11 ms of preparing per batch, measured). ``frame`` is
     # computed once: each aggregation's query starts from it instead of recomputing it.
@@ -50,11 +52,11 @@ def script_calls(plan: ViewPlan, events: pl.DataFrame) -> ScriptCalls:
         .agg(
             pl.col("__tag").first(),
             pl.col("__now").first(),
-            pl.col("__ingest_us").max().alias("__max_ingest"),
             pl.col("__event_us").max().alias("__latest"),
             pl.len().alias("__events"),
         )
         .with_row_index("__call")
+        .with_columns(__low=pl.col("__now") if low_us is None else pl.min_horizontal("__now", pl.lit(low_us)))
     )
     calls, updates = pl.collect_all([calls, merged_updates(plan, frame, events.schema)], engine="in-memory")
     numbers = calls.lazy().select("__group", "__call")
@@ -74,7 +76,7 @@ def script_calls(plan: ViewPlan, events: pl.DataFrame) -> ScriptCalls:
     arguments = pl.concat([
         _segment(0, counts, pl.col("__live") + _FIRST_TILE_KEY - 1, pl.format(SEEN_KEY, "__tag"), pl.format(LATEST_KEY, "__tag")),
         _segment(1, live, "key"),
-        _segment(2, counts, "__now", "__max_ingest", "__events"),
+        _segment(2, counts, "__now", "__low", "__events"),
         _segment(3, ids, pl.format("{}@{}", "__id", "__event_us"), pl.col("__event_us") + plan.lateness_us),
         _segment(4, counts, "__latest", pl.lit(_latest_ttl_ms(plan)), "__ops"),
         _segment(5, ops, "__index", "op", "field", "value"),

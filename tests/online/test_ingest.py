@@ -185,3 +185,35 @@ def test_incremental_materialization_replays_ingested_events_without_ids_as_appl
     assert result.written == 0
     assert store.get_online_features(FEATURES, cards) == before
     _assert_online_equals_offline(store)
+
+
+def test_consumers_finishing_out_of_order_lose_nothing(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    """Two consumers of one group: the first reads an event that arrived a second before its
+    lateness ran out; the second reads and applies a later event of the same card before the
+    first writes. The earlier event still counts once (before, the later event's ingest time
+    became the card's high-water mark, below which the earlier id passed for one seen long ago)."""
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    start = datetime.now(UTC) - timedelta(seconds=30)
+    millis = int(start.timestamp() * 1000)
+    for event_id, event_time, entry in [
+        ("a", start - timedelta(hours=1) + timedelta(seconds=1), f"{millis}-0"),
+        ("b", start + timedelta(seconds=10), f"{millis + 10_000}-0"),  # arrived 10 s later
+    ]:
+        store.redis.xadd(
+            "transactions",
+            {"event_id": event_id, "card_id": "c000001", "merchant_id": "m00001", "amount": "5",
+             "currency": "USD", "event_time": event_time.isoformat()},
+            id=entry,
+        )  # fmt: skip
+    first, second = (store.ingestor(batch_size=1, consumer=name) for name in ("first", "second"))
+    (source, plans), *_ = first.sources.values()
+    earlier = first._prepare(source, plans)
+    assert second.step() == 1  # the later event, written first
+    assert earlier is not None
+    first._finish(earlier)
+    assert first.stats.applied == 1 and first.stats.duplicates == 0
+    count = store.get_online_features(["card_activity:count_24h"], {"card_id": ["c000001"]})
+    assert count.values == [[2]]
+    _assert_online_equals_offline(store)
