@@ -6,21 +6,17 @@ writes succeeded and (2) its events landed in the offline history (``data/stream
 parquet``, with their ingest time). A crash before the ack means redelivery; the recorded event
 ids make the second application a no-op (transforms/incremental.py). Entries that cannot be
 parsed, and events that do not count (too late, missing keys), go to ``<stream>:dead`` with the
-reason.
-
-An entry is a flat map of the source's columns as strings (timestamps as ISO 8601 with a zone,
-or integer microseconds since the epoch). Its ingest time is the entry id's millisecond time,
-unless the entry carries ``__ingest_us`` (set by ``POST /push`` and ``FeatureStore.push``).
+reason. How an entry becomes an event: online/stream_entries.py.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +24,12 @@ import polars as pl
 import redis
 
 from skewless._errors import StoreError
+from skewless.online.stream_entries import Entry, Rejected, parse_entries
 from skewless.transforms.compiled import ViewPlan
-from skewless.transforms.dtypes import dtype_name
 from skewless.transforms.incremental import IncrementalExecutor, PreparedBatch
 from skewless.transforms.sources import EventSource
 
-__all__ = ["GROUP", "IngestStats", "StreamIngestor", "dead_letter_stream", "parse_entries"]
+__all__ = ["GROUP", "IngestStats", "StreamIngestor", "dead_letter_stream"]
 
 GROUP = "skewless"
 #: How far an ingest time stamped by ``POST /push`` may precede its entry's id (the API's clock
@@ -43,61 +39,6 @@ _CLOCK_SLACK_US = 1_000_000
 
 def dead_letter_stream(stream: str) -> str:
     return f"{stream}:dead"
-
-
-def _parse_time(text: str) -> datetime:
-    if text.lstrip("-").isdigit():
-        return datetime.fromtimestamp(int(text) / 1_000_000, UTC)
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no time zone")
-    return moment
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() not in ("true", "false", "1", "0"):
-        raise ValueError(f"{text!r} is not a boolean")
-    return text.lower() in ("true", "1")
-
-
-def _parser(dtype: pl.DataType) -> Callable[[str], Any]:
-    """How a column's non-empty text becomes its value (raising ValueError when it cannot)."""
-    parsers: dict[str, Callable[[str], Any]] = {
-        "Int32": int,
-        "Int64": int,
-        "Float32": float,
-        "Float64": float,
-        "Boolean": _parse_bool,
-        "Datetime": _parse_time,
-    }
-    return parsers.get(dtype_name(dtype), str)
-
-
-def parse_entries(
-    source: EventSource, entries: Sequence[tuple[bytes, dict[bytes, bytes]]], first_ord: int
-) -> tuple[pl.DataFrame, list[tuple[bytes, dict[bytes, bytes], str]]]:
-    """Entries as a typed frame (source columns, ``__ingest_us``, ``__ord``, ``__entry``), and the
-    malformed ones with the reason each could not be read. An empty field is a null."""
-    parsers = [(column, _parser(dtype)) for column, dtype in source.columns.items()]
-    known = {*source.columns, "__ingest_us"}
-    good: list[tuple[Any, ...]] = []
-    bad: list[tuple[bytes, dict[bytes, bytes], str]] = []
-    for position, (entry_id, raw) in enumerate(entries):
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
-        try:
-            if not fields.keys() <= known:
-                raise ValueError(f"unknown fields {', '.join(sorted(fields.keys() - known))}")
-            values = [parse(text) if (text := fields.get(column)) else None for column, parse in parsers]
-        except ValueError as exc:
-            bad.append((entry_id, raw, f"malformed: {exc}"))
-            continue
-        millis = int(entry_id.split(b"-")[0])
-        ingest_us = int(fields["__ingest_us"]) if "__ingest_us" in fields else millis * 1000 + 999
-        good.append((*values, ingest_us, first_ord + position, entry_id.decode()))
-    schema = pl.Schema(
-        {**source.columns, "__ingest_us": pl.Int64(), "__ord": pl.Int64(), "__entry": pl.String()}
-    )
-    return pl.DataFrame(good, schema=schema, orient="row"), bad
 
 
 @dataclass
@@ -117,9 +58,9 @@ class _Batch:
     """Entries read from one source's stream, parsed and prepared, not yet written."""
 
     source: EventSource
-    entries: list[tuple[bytes, dict[bytes, bytes]]]
+    entries: list[Entry]
     frame: pl.DataFrame  # the parsed entries
-    bad: list[tuple[bytes, dict[bytes, bytes], str]]
+    bad: list[Rejected]
     prepared: PreparedBatch | None
 
 
@@ -138,6 +79,10 @@ class StreamIngestor:
         claim_idle_ms: int = 30_000,
     ) -> None:
         self.client = client
+        # The same connections, replies left as hiredis reads them: redis-py's parsing of a
+        # batch of entries into dicts cost more than reading them.
+        self._raw = redis.Redis(connection_pool=client.connection_pool)
+        self._raw.response_callbacks = {}
         self.repo_root = repo_root
         self.sources = plans_by_source
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -185,23 +130,35 @@ class StreamIngestor:
                 handled += len(batch.entries)
         return handled
 
-    def _next_entries(self, stream: str, *, own_pending: bool) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    def _next_entries(self, stream: str, *, own_pending: bool) -> list[Entry]:
         """First entries this consumer read but never acknowledged (when ``own_pending``), then
         entries another consumer left unacknowledged for longer than ``claim_idle_ms`` (it died),
         then new ones."""
         if own_pending:
-            reply = self.client.xreadgroup(GROUP, self.consumer, {stream: "0"}, count=self.batch_size)
-            if reply and reply[0][1]:
-                return list(reply[0][1])
-        claimed = self.client.xautoclaim(
-            stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch_size
+            pending = self._read(stream, "0")
+            if pending:
+                return pending
+        claimed = self._raw.execute_command(
+            "XAUTOCLAIM", stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", "COUNT", self.batch_size
         )
-        if claimed[1]:
-            return [entry for entry in claimed[1] if entry[1] is not None]
-        reply = self.client.xreadgroup(
-            GROUP, self.consumer, {stream: ">"}, count=self.batch_size, block=self.block_ms
+        entries = [(entry_id, fields) for entry_id, fields in claimed[1] if fields is not None]
+        return entries or self._read(stream, ">", block=True)
+
+    def _read(self, stream: str, since: str, *, block: bool = False) -> list[Entry]:
+        waiting = ("BLOCK", self.block_ms) if block else ()
+        reply = self._raw.execute_command(
+            "XREADGROUP",
+            "GROUP",
+            GROUP,
+            self.consumer,
+            "COUNT",
+            self.batch_size,
+            *waiting,
+            "STREAMS",
+            stream,
+            since,
         )
-        return list(reply[0][1]) if reply else []
+        return [(entry_id, fields) for entry_id, fields in reply[0][1]] if reply else []
 
     def _prepare(
         self, source: EventSource, plans: list[ViewPlan], *, own_pending: bool = True
