@@ -20,7 +20,7 @@ from skewless.stores.feast_format import (
     encode_values,
     entity_key_encoder,
     feature_field,
-    order_field,
+    timestamp_us,
     ts_field,
     value_decoder,
 )
@@ -80,19 +80,20 @@ def _row_args(
     plan: ViewPlan, project: str, rows: pl.DataFrame, *, newer_only: bool
 ) -> list[bytes | pa.Array]:
     """The entity key, then field/value pairs, as ``HSET`` takes them; for ``WRITE_SCRIPT``,
-    the order field and event time come right after the key instead of last."""
+    the ``_ts`` field's name and the event time in µs (to compare) come first."""
     key = encode_entity_keys(rows, plan.join_keys, plan.key_dtypes, project)
-    order = [order_field(plan.name), decimal_text(rows["__event_us"].to_arrow())]
     fields: list[bytes | pa.Array] = []
     for feature in plan.features:
         fields += [feature_field(plan.name, feature), encode_values(rows[feature])]
     fields += [ts_field(plan.name), encode_timestamps(rows["__event_us"])]
-    return [key, *order, *fields] if newer_only else [key, *fields, *order]
+    if not newer_only:
+        return [key, *fields]
+    return [key, ts_field(plan.name), decimal_text(rows["__event_us"].to_arrow()), *fields]
 
 
 def plain_view_read(plan: ViewPlan, project: str, entities: Sequence[Sequence[Any]], at_us: int) -> ViewRead:
     """The read of each entity's latest row, with TTL honoured (OUTSIDE_MAX_AGE), as of ``at_us``."""
-    fields = [feature_field(plan.name, f) for f in plan.features] + [order_field(plan.name)]
+    fields = [feature_field(plan.name, f) for f in plan.features] + [ts_field(plan.name)]
     key = entity_key_encoder(tuple(plan.join_keys), tuple(dtype_name(d) for d in plan.key_dtypes), project)
     commands: list[tuple[Any, ...]] = [("HMGET", key(entity), *fields) for entity in entities]
     decoders = [(f, value_decoder(dtype_name(d))) for f, d in plan.features.items()]
@@ -109,7 +110,7 @@ def _columns(
 ) -> ViewColumns:
     """Each HMGET reply is the features then the event time; column by column, without a dict
     per entity (a 100-entity read decodes 600 values)."""
-    event_us = [None if reply[-1] is None else int(reply[-1]) for reply in replies]
+    event_us = [None if reply[-1] is None else timestamp_us(reply[-1]) for reply in replies]
     row_status = [
         NOT_FOUND if us is None else OUTSIDE_MAX_AGE if oldest is not None and us < oldest else PRESENT
         for us in event_us

@@ -3,8 +3,9 @@
 Feast keeps one Redis hash per entity key: the key is the serialized entity key (version 3)
 followed by the project name; each feature is a field named by the murmur3 hash of
 ``"<view>:<feature>"`` holding a serialized ``ValueProto``, and ``_ts:<view>`` holds a
-``Timestamp`` proto. skewless adds one field Feast ignores, ``_skl:<view>``: the event time in
-µs, so concurrent writers keep the newest row (compare-and-set in ``WRITE_SCRIPT``).
+``Timestamp`` proto, the row's event time. skewless writes exactly these fields, and reads the
+event time back from ``_ts`` (in Python, ``timestamp_us``; in Lua, where concurrent writers keep
+the newest row by compare-and-set, ``WRITE_SCRIPT``), so it also serves rows Feast wrote.
 
 Encoders are written out here (the proto wire format of these few types) because they run for
 every row of a materialization; tests check them byte for byte against Feast's own.
@@ -37,7 +38,7 @@ __all__ = [
     "encode_timestamps",
     "encode_values",
     "feature_field",
-    "order_field",
+    "timestamp_us",
     "ts_field",
 ]
 
@@ -119,10 +120,6 @@ def feature_field(view: str, feature: str) -> bytes:
 
 def ts_field(view: str) -> bytes:
     return f"_ts:{view}".encode()
-
-
-def order_field(view: str) -> bytes:
-    return f"_skl:{view}".encode()
 
 
 def encode_timestamps(event_us: pl.Series) -> pa.Array:
@@ -274,11 +271,51 @@ def value_decoder(name: str) -> Callable[[bytes | None], Any]:
     return decode
 
 
+def timestamp_us(raw: bytes) -> int:
+    """A ``google.protobuf.Timestamp`` (fields absent when zero) in µs since the epoch."""
+    fields, i = {1: 0, 2: 0}, 0
+    while i < len(raw):
+        number, value, shift = raw[i] >> 3, 0, 0
+        i += 1
+        while True:
+            byte = raw[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        fields[number] = value - (1 << 64) if value >= 1 << 63 else value
+    return fields[1] * 1_000_000 + fields[2] // 1000
+
+
 #: Write one entity's row if it is not older than the stored one (ties: the later write wins).
-#: KEYS[1] = entity hash; ARGV = order field, event µs, then field/value pairs.
+#: KEYS[1] = entity hash; ARGV = the view's ``_ts`` field, the row's event µs, then field/value
+#: pairs (``_ts`` among them). ``micros`` is ``timestamp_us``: a varint of ten bytes is a
+#: negative int64, summed as its complement so that Lua's doubles stay exact.
 WRITE_SCRIPT = """
+local function micros(ts)
+  local field, i = {0, 0}, 1
+  while i <= #ts do
+    local number = math.floor(string.byte(ts, i) / 8)
+    local value, complement, scale, count = 0, 0, 1, 0
+    i = i + 1
+    repeat
+      local byte = string.byte(ts, i)
+      i = i + 1
+      count = count + 1
+      if count < 10 then
+        value = value + (byte % 128) * scale
+        complement = complement + (127 - byte % 128) * scale
+      end
+      scale = scale * 128
+    until byte < 128
+    if count == 10 then value = -(complement + 1) end
+    field[number] = value
+  end
+  return field[1] * 1000000 + math.floor(field[2] / 1000)
+end
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current and tonumber(current) > tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], unpack(ARGV, 3))
+if current and micros(current) > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 return 1
 """

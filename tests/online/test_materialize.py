@@ -72,6 +72,26 @@ def test_feast_sdk_reads_plain_views_skewless_materialized(store: FeatureStore) 
     assert ours.statuses[0][-1] == "NOT_FOUND" and theirs["credit_limit"][-1] is None
 
 
+def test_skewless_reads_plain_views_feast_materialized(store: FeatureStore) -> None:
+    """skewless writes only Feast's fields and reads the event time from ``_ts``: rows Feast
+    wrote are served the same as its own, statuses and event times included."""
+    features = ["card_profile:credit_limit", "card_profile:country", "card_profile:card_type"]
+    cards = {"card_id": _cards(store)}
+    store.materialize(["card_profile"])
+    ours = store.get_online_features(features, cards)
+    store.redis.flushdb()
+    database = open_database(store.settings.database_url)
+    feast = feast_store(store.settings, str(store.settings.redis_url))
+    apply_plan(make_plan(store.repo, database), store.repo, database, feast)
+    with contextlib.chdir(store.settings.repo):
+        feast.materialize(
+            start_date=datetime(2000, 1, 1, tzinfo=UTC),
+            end_date=datetime.now(UTC),
+            feature_views=["card_profile"],
+        )
+    assert store.get_online_features(features, cards) == ours
+
+
 def test_materialized_windows_equal_offline_and_rerun_changes_nothing(store: FeatureStore) -> None:
     store.materialize(["card_activity"])
     at = datetime.now(UTC)

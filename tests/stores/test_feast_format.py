@@ -1,20 +1,24 @@
 """Feast's Redis format: skewless's encoders write the bytes Feast's own would, byte for byte,
-and its fast decoders read every value exactly as protobuf does."""
+and its fast decoders read every value exactly as protobuf does; event times read back from
+``_ts``, in Python and in the write script's Lua."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import polars as pl
-from hypothesis import given, settings
+import redis
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from skewless.stores.feast_format import (
+    WRITE_SCRIPT,
     _parse_value,
     encode_entity_key,
     encode_entity_keys,
     encode_timestamps,
     encode_values,
+    timestamp_us,
     value_decoder,
 )
 
@@ -79,6 +83,32 @@ def test_timestamps_are_protobuf_timestamps(event_us: list[int]) -> None:
         Timestamp(seconds=us // 10**6, nanos=us % 10**6 * 1000).SerializeToString() for us in event_us
     ]
     assert encode_timestamps(pl.Series(event_us, dtype=pl.Int64)).to_pylist() == expected
+
+
+@given(st.integers(-(2**50), 2**53))
+def test_timestamps_read_back(event_us: int) -> None:
+    (raw,) = encode_timestamps(pl.Series([event_us], dtype=pl.Int64)).to_pylist()
+    assert timestamp_us(raw) == event_us
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(-(2**50), 2**53), st.integers(-(2**50), 2**53))
+def test_the_write_script_keeps_the_newer_row(redis_url: str, stored_us: int, new_us: int) -> None:
+    """Before 1970 too: a negative time's seconds are a ten-byte varint."""
+    client = redis.Redis.from_url(redis_url)
+    key = f"test-feast-format-{stored_us}-{new_us}"
+    client.delete(key)
+
+    def write(us: int) -> int:
+        (ts,) = encode_timestamps(pl.Series([us], dtype=pl.Int64)).to_pylist()
+        return int(client.eval(WRITE_SCRIPT, 1, key, b"_ts:v", str(us), b"_ts:v", ts, b"f", str(us)))
+
+    try:
+        assert write(stored_us) == 1
+        assert write(new_us) == (new_us >= stored_us)
+        assert client.hget(key, b"f") == str(max(stored_us, new_us)).encode()
+    finally:
+        client.delete(key)
 
 
 @settings(deadline=None)  # timing belongs in bench/, not in a test (a first example imports Feast)
