@@ -33,8 +33,9 @@ from skewless.transforms.sources import EventSource
 __all__ = ["GROUP", "IngestStats", "StreamIngestor", "dead_letter_stream"]
 
 GROUP = "skewless"
-#: How far an ingest time stamped by ``POST /push`` may precede its entry's id (the API's clock
-#: against Redis's): a margin for the oldest pending entry, see ``_pending_since``.
+#: How far an ingest time a producer stamped in the entry (``__ingest_us``) may precede the
+#: entry's id (its clock against Redis's): a margin for the oldest pending entry, see
+#: ``_pending_since``. skewless's own ``push`` stamps none: the entry id is the ingest time.
 _CLOCK_SLACK_US = 1_000_000
 
 
@@ -190,7 +191,7 @@ class StreamIngestor:
     def _pending_since(self, stream: str, batch_us: int) -> int:
         """An ingest time no event still to be delivered precedes: the batch's earliest, or the
         group's oldest pending entry (another consumer's batch, not yet written), less a second
-        for the clock of an API that stamped an entry's ``__ingest_us`` before Redis its id."""
+        for a producer that stamped an entry's ``__ingest_us`` on a clock behind Redis's."""
         oldest = self.client.xpending(stream, GROUP)["min"]
         if oldest is None:
             return batch_us

@@ -2,12 +2,14 @@
 
 ``FeatureStore.push`` and ``POST /push`` use this; the events then take the same path as any
 streamed event (``skewless ingest``), so pushing never bypasses dedup, lateness or the offline
-history. The ingest time is set here, when skewless receives the event.
+history. The ingest time is the stream entry's, Redis's clock when it appends the event: one
+clock for pushed events and for those a producer appends itself, which keeps the consumers'
+high-water mark exact (online/ingest.py, ``_pending_since``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -59,13 +61,12 @@ def push_events(client: redis.Redis, source: EventSource, events: pl.DataFrame |
     frame = _check(source, events if isinstance(events, pl.DataFrame) else pl.DataFrame(events))
     if frame.is_empty():
         raise ExecutionError("no events to push.")
-    now_us = int(datetime.now(UTC).timestamp() * 1_000_000)
     pipe = client.pipeline(transaction=False)
     for row in frame.iter_rows(named=True):
         fields = {
             k: (v.isoformat() if isinstance(v, datetime) else str(v)) for k, v in row.items() if v is not None
         }
-        pipe.xadd(source.stream, {**fields, "__ingest_us": str(now_us)})
+        pipe.xadd(source.stream, fields)
     try:
         pipe.execute()
     except redis.RedisError as exc:

@@ -2,8 +2,8 @@
 
 An entry is a flat map of the source's columns as text (timestamps as ISO 8601 with a zone, or
 integer microseconds since the epoch); an empty or missing field is a null. Its ingest time is
-the entry id's millisecond time, unless the entry carries ``__ingest_us`` (``POST /push`` and
-``FeatureStore.push`` set it).
+the entry id's millisecond time (its last microsecond), unless the producer stamped the entry
+with ``__ingest_us``.
 
 Two readers, one result. ``_parse_each`` reads entry by entry in Python and says exactly what is
 wrong with a bad one; it is the definition. ``parse_entries`` reads a batch a column at a time
