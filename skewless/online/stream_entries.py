@@ -156,11 +156,26 @@ def _parse_bool(text: str) -> bool:
     return text.lower() in ("true", "1")
 
 
+def _integer(bits: int) -> Callable[[str], int]:
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"{text!r} does not fit a {bits}-bit integer")
+        return value
+
+    return parse
+
+
+_INT64 = _integer(64)
+
+
 def _parser(dtype: pl.DataType) -> Callable[[str], Any]:
     """How a column's non-empty text becomes its value (raising ValueError when it cannot)."""
     parsers: dict[str, Callable[[str], Any]] = {
-        "Int32": int,
-        "Int64": int,
+        "Int32": _integer(32),
+        "Int64": _INT64,
         "Float32": float,
         "Float64": float,
         "Boolean": _parse_bool,
@@ -185,7 +200,7 @@ def _parse_each(
                 raise ValueError(f"unknown fields {', '.join(sorted(fields.keys() - known))}")
             values = [parse(text) if (text := fields.get(column)) else None for column, parse in parsers]
             millis = int(entry_id.split(b"-")[0])
-            ingest_us = int(fields[_INGEST]) if fields.get(_INGEST) else millis * 1000 + 999
+            ingest_us = _INT64(fields[_INGEST]) if fields.get(_INGEST) else millis * 1000 + 999
         except ValueError as exc:
             bad.append((entry_id, raw, f"malformed: {exc}"))
             continue

@@ -1,7 +1,7 @@
 """Stream entries read a column at a time equal the same entries read one by one (the reference:
 exact reasons for bad ones), whatever the mix of values: producer forms, forms only Python reads,
-malformed values, empty and missing fields, unknown fields, invalid UTF-8, stamped ingest times,
-entries whose fields differ in order or number."""
+malformed values, integers out of range, empty and missing fields, unknown fields, invalid UTF-8,
+stamped ingest times, entries whose fields differ in order or number."""
 
 from __future__ import annotations
 
@@ -46,8 +46,12 @@ def _time_texts() -> st.SearchStrategy[str]:
 
 _TEXTS = {
     "name": st.text(max_size=5),
-    "small": st.one_of(st.integers(-(2**31), 2**31 - 1).map(str), _ODD),
-    "count": st.one_of(st.integers(-(2**63), 2**63 - 1).map(str), _ODD),
+    "small": st.one_of(
+        st.integers(-(2**31), 2**31 - 1).map(str), st.sampled_from(["2147483648", "-2147483649"]), _ODD
+    ),
+    "count": st.one_of(
+        st.integers(-(2**63), 2**63 - 1).map(str), st.sampled_from(["9223372036854775808"]), _ODD
+    ),
     "ratio": st.one_of(st.floats(width=32, allow_nan=False).map(repr), _ODD),
     "amount": st.one_of(st.floats(allow_nan=False).map(repr), _ODD),
     "flag": st.one_of(st.sampled_from(["true", "false", "1", "0", "True", "FALSE", "yes"]), _ODD),
