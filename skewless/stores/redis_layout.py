@@ -143,15 +143,22 @@ end
 i = i + 2
 local n_ops = tonumber(ARGV[i])
 i = i + 1
-for _ = 1, n_ops do
-  local key, op, field, value = KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+local last_op = i + 4 * n_ops
+while i < last_op do
+  local index, op, field, value = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local key = KEYS[tonumber(index)]
   i = i + 4
   if op == 'inc' then
     redis.call('HINCRBY', key, field, value)
   elseif op == 'incf' then
     redis.call('HINCRBYFLOAT', key, field, value)
-  elseif op == 'sadd' then
-    redis.call('SADD', key, value)
+  elseif op == 'sadd' then  -- with the set's next values (ops come sorted by key): one call
+    local values = {value}
+    while i < last_op and ARGV[i] == index and ARGV[i + 1] == 'sadd' and #values < 1000 do
+      values[#values + 1] = ARGV[i + 3]
+      i = i + 4
+    end
+    redis.call('SADD', key, unpack(values))
   elseif op == 'minn' or op == 'maxn' or op == 'mins' or op == 'maxs' then
     local cur = redis.call('HGET', key, field)
     local new_v, cur_v = value, cur
