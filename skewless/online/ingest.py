@@ -6,7 +6,8 @@ writes succeeded and (2) its events landed in the offline history (``data/stream
 parquet``, with their ingest time). A crash before the ack means redelivery; the recorded event
 ids make the second application a no-op (transforms/incremental.py). Entries that cannot be
 parsed, and events that do not count (too late, missing keys), go to ``<stream>:dead`` with the
-reason. How an entry becomes an event: online/stream_entries.py.
+reason. Entries every consumer group has acknowledged are trimmed from the stream (``_trim``).
+How an entry becomes an event: online/stream_entries.py.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class StreamIngestor:
         batch_size: int = 500,
         block_ms: int = 200,
         claim_idle_ms: int = 30_000,
+        trim_every_s: float = 1.0,
     ) -> None:
         self.client = client
         # The same connections, replies left as hiredis reads them: redis-py's parsing of a
@@ -92,6 +94,8 @@ class StreamIngestor:
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         self._next_claim: dict[str, float] = {}  # per stream: when to look for a dead consumer's entries
+        self.trim_every_s = trim_every_s
+        self._next_trim: dict[str, float] = {}  # per stream: when to trim it next
         self.executor = IncrementalExecutor(client)
         self.stats = IngestStats()
         for source, _ in plans_by_source.values():
@@ -225,6 +229,24 @@ class StreamIngestor:
         if result is not None:
             self.stats.applied += max(result.applied.values(), default=0)
             self.stats.duplicates += result.duplicates
+        if time.monotonic() >= self._next_trim.get(stream, 0.0):
+            self._next_trim[stream] = time.monotonic() + self.trim_every_s
+            self._trim(stream)
+
+    def _trim(self, stream: str) -> None:
+        """Drop the entries every consumer group of the stream has acknowledged: they are in the
+        offline history (or the dead-letter stream) already, and a stream kept whole grows by
+        every event for ever. Each group still needs its oldest pending entry, or the entries
+        after the last it was given."""
+        needed = []
+        for group in self.client.xinfo_groups(stream):
+            oldest = self.client.xpending(stream, group["name"])["min"] if group["pending"] else None
+            needed.append(oldest or group["last-delivered-id"])
+        if needed:
+            ids = [n.decode() if isinstance(n, bytes) else str(n) for n in needed]
+            self.client.xtrim(
+                stream, minid=min(ids, key=lambda i: tuple(map(int, i.split("-")))), approximate=True
+            )
 
     def _land_offline(self, source: EventSource, frame: pl.DataFrame) -> None:
         """Append the batch to the source's offline stream history, with its ingest time.

@@ -217,3 +217,28 @@ def test_consumers_finishing_out_of_order_lose_nothing(
     count = store.get_online_features(["card_activity:count_24h"], {"card_id": ["c000001"]})
     assert count.values == [[2]]
     _assert_online_equals_offline(store)
+
+
+def test_the_stream_keeps_only_what_a_consumer_group_still_needs(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    """Acknowledged entries are trimmed (the offline history has them); entries another group
+    has not read yet, or a consumer read but not acknowledged, are kept."""
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    store.push("transactions", _events(1_000))  # 1,100 entries
+    store.redis.xgroup_create("transactions", "audit", id="0")  # a group of the user's own
+    ingestor = store.ingestor(batch_size=100, trim_every_s=0)
+    while ingestor.step():
+        pass
+    assert store.redis.xlen("transactions") == 1_100  # "audit" has read nothing yet
+    store.redis.xgroup_destroy("transactions", "audit")
+    (source, plans), *_ = ingestor.sources.values()
+    store.push("transactions", _events(50, seed=2))
+    unacknowledged = ingestor._prepare(source, plans)  # read, not yet written
+    assert unacknowledged is not None
+    ingestor._trim("transactions")
+    left = store.redis.xrange("transactions")
+    assert len(left) < 300  # whole nodes of 100 entries go at once
+    assert {entry_id for entry_id, _ in unacknowledged.entries} <= {entry_id for entry_id, _ in left}
+    ingestor._finish(unacknowledged)
+    assert ingestor.stats.events == 1_155
