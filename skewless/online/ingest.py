@@ -6,7 +6,8 @@ writes succeeded and (2) its events landed in the offline history (``data/stream
 parquet``, with their ingest time). A crash before the ack means redelivery; the recorded event
 ids make the second application a no-op (transforms/incremental.py). Entries that cannot be
 parsed, and events that do not count (too late, missing keys), go to ``<stream>:dead`` with the
-reason. Entries every consumer group has acknowledged are trimmed from the stream (``_trim``).
+reason. Entries every consumer group has acknowledged are trimmed from the stream, once a second
+(stores/stream_trim.py).
 How an entry becomes an event: online/stream_entries.py.
 """
 
@@ -27,6 +28,7 @@ import redis
 
 from skewless._errors import StoreError
 from skewless.online.stream_entries import Entry, Rejected, parse_entries
+from skewless.stores.stream_trim import trim_acknowledged
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.incremental import IncrementalExecutor, PreparedBatch
 from skewless.transforms.sources import EventSource
@@ -231,22 +233,7 @@ class StreamIngestor:
             self.stats.duplicates += result.duplicates
         if time.monotonic() >= self._next_trim.get(stream, 0.0):
             self._next_trim[stream] = time.monotonic() + self.trim_every_s
-            self._trim(stream)
-
-    def _trim(self, stream: str) -> None:
-        """Drop the entries every consumer group of the stream has acknowledged: they are in the
-        offline history (or the dead-letter stream) already, and a stream kept whole grows by
-        every event for ever. Each group still needs its oldest pending entry, or the entries
-        after the last it was given."""
-        needed = []
-        for group in self.client.xinfo_groups(stream):
-            oldest = self.client.xpending(stream, group["name"])["min"] if group["pending"] else None
-            needed.append(oldest or group["last-delivered-id"])
-        if needed:
-            ids = [n.decode() if isinstance(n, bytes) else str(n) for n in needed]
-            self.client.xtrim(
-                stream, minid=min(ids, key=lambda i: tuple(map(int, i.split("-")))), approximate=True
-            )
+            trim_acknowledged(self.client, stream)
 
     def _land_offline(self, source: EventSource, frame: pl.DataFrame) -> None:
         """Append the batch to the source's offline stream history, with its ingest time.

@@ -7,8 +7,9 @@ replies it was served from as msgpack (``r``). So logging costs no extra round t
 served is exactly what was logged. ``skewless log-worker`` decodes the replies, with the code the
 API answered with, into hourly parquet partitions of the offline store
 (``data/serving_log/hour=YYYY-MM-DDTHH/``) and acknowledges entries only after the file is
-written, so a crash of either process loses no logged vector. An entry whose views changed
-definition before it was moved is kept whole in ``skewless:serving_log:dead`` with the reason.
+written (then trims what it moved from the stream), so a crash of either process loses no
+logged vector. An entry whose views changed definition before it was moved is kept whole in
+``skewless:serving_log:dead`` with the reason.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import redis
 
 from skewless._errors import SkewlessError
 from skewless.online.read import OnlineResult
+from skewless.stores.stream_trim import trim_acknowledged
 
 if TYPE_CHECKING:
     from skewless.feature_store import FeatureStore
@@ -176,4 +178,5 @@ def drain_serving_log(
         part.write_parquet(target.with_suffix(".tmp"))
         target.with_suffix(".tmp").replace(target)  # a redelivered batch rewrites the same file
     client.xack(LOG_STREAM, LOG_GROUP, *[entry_id for entry_id, _ in entries])
+    trim_acknowledged(client, LOG_STREAM)  # moved: Redis need not keep them
     return len(entries)
