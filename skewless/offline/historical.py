@@ -11,7 +11,7 @@ from skewless.offline.entity_rows import entity_rows, normalize_timestamps
 from skewless.repo.feature_refs import resolve_features
 from skewless.repo.loader import Repo
 from skewless.transforms.batch import BatchExecutor
-from skewless.transforms.compiled import compile_view
+from skewless.transforms.compiled import compile_view, restricted
 
 __all__ = ["get_historical_features"]
 
@@ -34,7 +34,8 @@ def get_historical_features(
     for view_name, names in grouped.items():
         view = repo.view(view_name)
         rows = entity_rows(frame, tuple(view.entities), timestamp_column)
-        values = executor.compute(compile_view(view), rows, as_available=as_available)
+        plan = restricted(compile_view(view), names)  # only what was asked for
+        values = executor.compute(plan, rows, as_available=as_available)
         for name in names:
             out = f"{view_name}__{name}" if full_feature_names else name
             columns.append(values[name].alias(out))

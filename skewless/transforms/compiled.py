@@ -7,7 +7,8 @@ or per request, and neither has feature-specific code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import polars as pl
@@ -17,7 +18,7 @@ from skewless.transforms.row_transform import RowTransform
 from skewless.transforms.sources import EventSource
 from skewless.transforms.views import FeatureView, View
 
-__all__ = ["CompiledAggregation", "ViewPlan", "compile_view", "to_us"]
+__all__ = ["CompiledAggregation", "ViewPlan", "compile_view", "restricted", "to_us"]
 
 
 def to_us(delta: timedelta) -> int:
@@ -95,9 +96,26 @@ def compile_view(view: View) -> ViewPlan:
         transform=view.transform if isinstance(view, FeatureView) else None,
         aggregations=aggregations,
         features=features,
-        spans={
-            g: max(a.window_us for a in aggregations if a.granularity_us == g)
-            for g in sorted({a.granularity_us for a in aggregations})
-        },
+        spans=_spans(aggregations),
         log_sample_rate=float(view.log_sample_rate),
     )
+
+
+def restricted(plan: ViewPlan, names: Collection[str]) -> ViewPlan:
+    """``plan`` computing only the aggregations ``names``, for a training set that asks for
+    some of a windowed view's features: each aggregation's value does not depend on the
+    others, and the rest would cost as much again (their windows set how much history the
+    query joins). A plain view is returned whole: its columns come from one lookup."""
+    if not plan.aggregations:
+        return plan
+    kept = tuple(a for a in plan.aggregations if a.name in names)
+    features = {a.name: plan.features[a.name] for a in kept}
+    return replace(plan, aggregations=kept, features=features, spans=_spans(kept))
+
+
+def _spans(aggregations: Sequence[CompiledAggregation]) -> dict[int, int]:
+    """Granularity → the longest window of the aggregations with it (``ViewPlan.spans``)."""
+    return {
+        g: max(a.window_us for a in aggregations if a.granularity_us == g)
+        for g in sorted({a.granularity_us for a in aggregations})
+    }

@@ -121,6 +121,29 @@ def test_pandas_input_gives_the_same_values(store: FeatureStore) -> None:
     assert store.get_historical_features(frame.to_pandas(), ["card_activity:*"]).equals(expected)
 
 
+def test_each_feature_asked_for_alone_has_the_value_it_has_with_the_whole_view(store: FeatureStore) -> None:
+    """Only the requested aggregations are computed; windows shorter than the view's longest
+    then join less history, and must not change a value (floats within docs/semantics.md §5)."""
+    cards = [f"c{i:06d}" for i in range(0, 50, 3)] + ["c999999"]
+    frame = pl.DataFrame({
+        "card_id": cards * 4,
+        "event_timestamp": [T - timedelta(days=d, minutes=7 * i) for d in range(4) for i in range(len(cards))],
+    })  # fmt: skip
+    whole = store.get_historical_features(frame, ["card_activity:*"])
+    names = [a.name for a in store.plans["card_activity"].aggregations]
+    for name in names:
+        alone = store.get_historical_features(frame, [f"card_activity:{name}"])
+        assert alone.columns == [*frame.columns, name]
+        for got, want in zip(alone[name], whole[name], strict=True):
+            assert got == pytest.approx(want, rel=1e-9) if isinstance(want, float) else got == want, name
+    pair = store.get_historical_features(
+        frame, ["card_activity:count_10m", "card_activity:amount_usd_last_7d"]
+    )
+    assert pair.select("count_10m", "amount_usd_last_7d").equals(
+        whole.select("count_10m", "amount_usd_last_7d")
+    )
+
+
 def test_colliding_names_ask_for_full_feature_names(store: FeatureStore) -> None:
     with pytest.raises(ExecutionError, match="clash; pass full_feature_names=True"):
         store.get_historical_features(rows(count_1h=[1, 2]), ["card_activity:count_1h"])
