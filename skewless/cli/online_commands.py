@@ -70,6 +70,7 @@ def ingest(
 
     Several `skewless ingest` processes share the work (one consumer group). Batches are
     acknowledged after the writes; bad and too-late events go to <stream>:dead with the reason.
+    Entries every consumer group has acknowledged are trimmed from the stream once a second.
     """
     store = FeatureStore(settings=Settings.load(repo))
     ingestor = store.ingestor(sources or (), batch_size=batch_size, claim_idle_ms=int(claim_after * 1000))

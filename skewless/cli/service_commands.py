@@ -72,6 +72,7 @@ def log_worker(
     """Move the serving log from its Redis Stream into hourly parquet partitions (data/serving_log).
 
     Entries are acknowledged only after their file is written: stopping or killing the worker loses nothing.
+    What was moved is then trimmed from the stream.
     """
     store = FeatureStore(settings=Settings.load(repo))
     consumer = f"{socket.gethostname()}-{os.getpid()}"
