@@ -28,7 +28,7 @@ import redis
 
 from skewless._errors import StoreError
 from skewless.online.stream_entries import Entry, Rejected, parse_entries
-from skewless.stores.stream_trim import trim_acknowledged
+from skewless.stores.stream_trim import entry_position, trim_acknowledged
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.incremental import IncrementalExecutor, PreparedBatch
 from skewless.transforms.sources import EventSource
@@ -201,7 +201,7 @@ class StreamIngestor:
         oldest = self.client.xpending(stream, GROUP)["min"]
         if oldest is None:
             return batch_us
-        millis = int(oldest.split(b"-")[0] if isinstance(oldest, bytes) else oldest.split("-")[0])
+        millis, _ = entry_position(oldest)
         return min(batch_us, millis * 1000 - _CLOCK_SLACK_US)
 
     def _finish(self, batch: _Batch) -> None:
@@ -264,8 +264,8 @@ class StreamIngestor:
 
 def _entry_ord(entry_id: bytes) -> int:
     """A stream position that orders like the entry id (milliseconds, then sequence)."""
-    millis, sequence = entry_id.split(b"-")
-    return int(millis) * 1_000_000 + int(sequence)
+    millis, sequence = entry_position(entry_id)
+    return millis * 1_000_000 + sequence
 
 
 def _as_fields(source: EventSource, row: dict[str, Any]) -> dict[str, str]:

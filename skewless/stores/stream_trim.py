@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import redis
 
-__all__ = ["trim_acknowledged"]
+__all__ = ["entry_position", "trim_acknowledged"]
 
 
 def trim_acknowledged(client: redis.Redis, stream: str) -> None:
@@ -20,15 +20,13 @@ def trim_acknowledged(client: redis.Redis, stream: str) -> None:
     needed = []
     for group in client.xinfo_groups(stream):
         oldest = client.xpending(stream, group["name"])["min"] if group["pending"] else None
-        needed.append(_text(oldest or group["last-delivered-id"]))
+        needed.append(oldest or group["last-delivered-id"])
     if needed:
-        client.xtrim(stream, minid=min(needed, key=_position), approximate=False)
+        client.xtrim(stream, minid=min(needed, key=entry_position), approximate=False)
 
 
-def _text(entry_id: bytes | str) -> str:
-    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-
-
-def _position(entry_id: str) -> tuple[int, int]:
-    millis, sequence = entry_id.split("-")
+def entry_position(entry_id: bytes | str) -> tuple[int, int]:
+    """A stream entry id, ``<milliseconds>-<sequence>``, as the pair it orders by."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    millis, sequence = text.split("-")
     return int(millis), int(sequence)
