@@ -38,6 +38,12 @@ class CompiledAggregation:
     dtype: pl.DataType
     input_dtype: pl.DataType | None
 
+    @property
+    def reach_us(self) -> int:
+        """How far back from a row's time its window may read events: the window plus its
+        tile, since a window starts at a tile boundary (docs/semantics.md §4)."""
+        return self.window_us + self.granularity_us
+
 
 @dataclass(frozen=True)
 class ViewPlan:
@@ -63,7 +69,7 @@ class ViewPlan:
     @property
     def max_window_us(self) -> int:
         """Longest window plus its tile: how far back any feature can look."""
-        return max((a.window_us + a.granularity_us for a in self.aggregations), default=0)
+        return max((a.reach_us for a in self.aggregations), default=0)
 
 
 def compile_view(view: View) -> ViewPlan:

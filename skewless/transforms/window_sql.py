@@ -40,11 +40,6 @@ def _order_expr(agg: CompiledAggregation) -> str:
     return f"e.{quote(order_rank(agg.column))}" if agg.aggregator.ordered and agg.column else "NULL"
 
 
-def _span(agg: CompiledAggregation) -> int:
-    """How far back from ``t`` the raw events of ``agg``'s window may reach (§4)."""
-    return agg.window_us + agg.granularity_us
-
-
 def _floating(agg: CompiledAggregation) -> bool:
     return agg.input_dtype is not None and agg.input_dtype.is_float()
 
@@ -75,9 +70,9 @@ def tiled_aggregations(
         return ()
     settle = _settle_us(plan, as_available)
     tiled: list[CompiledAggregation] = []
-    for span in sorted({_span(a) for a in plan.aggregations}, reverse=True):
-        group = [a for a in plan.aggregations if _span(a) == span]
-        shorter = [_span(a) for a in plan.aggregations if _span(a) < span]
+    for span in sorted({a.reach_us for a in plan.aggregations}, reverse=True):
+        group = [a for a in plan.aggregations if a.reach_us == span]
+        shorter = [a.reach_us for a in plan.aggregations if a.reach_us < span]
         need = max(shorter + [a.granularity_us + settle for a in (*tiled, *group)])
         if not all(_tile_parts(a, "TRUE") for a in group) or span <= ratio * need:
             break
@@ -186,20 +181,21 @@ def feature_view_sql(plan: ViewPlan, *, as_available: bool, tile_ratio: float | 
         g: [a for a in tiled if a.granularity_us == g] for g in sorted({a.granularity_us for a in tiled})
     }
     ctes = [f"w AS ({_windows_sql(plan, as_available, tiled)})"]
+    per_row = ["w"]  # the relations with a row per entity row, joined to __rows
     relation = {}
     for i, (g, aggs) in enumerate(groups.items()):
         ctes.append(f"tiles_{i} AS ({_tiles_sql(plan, g, aggs)})")
         tile_windows = _tile_windows_sql(plan, g, aggs, f"tiles_{i}", settle)
         ctes.append(f"wt_{i} AS ({tile_windows})")
+        per_row.append(f"wt_{i}")
         relation.update({a.name: f"wt_{i}" for a in aggs})
     if history_reach_us(plan) is not None:
-        latest = f"greatest({', '.join(['w.__latest', *(f'wt_{i}.__latest' for i in range(len(groups)))])})"
+        latest = f"greatest({', '.join(f'{r}.__latest' for r in per_row)})"
     else:
         ctes.append(f"latest AS ({latest_sql(plan, as_available)})")
+        per_row.append("latest")
         latest = "latest.__latest"
-    joins = " ".join(
-        f"LEFT JOIN {c.split(' AS ', 1)[0]} USING (__row)" for c in ctes if not c.startswith("tiles_")
-    )
+    joins = " ".join(f"LEFT JOIN {r} USING (__row)" for r in per_row)
     outputs = ",\n".join(
         f"CAST(CASE WHEN {alive_sql(plan, latest)} THEN coalesce({_result(a, relation.get(a.name))}, {_empty(a)}) END "
         f"AS {sql_type(a.dtype)}) AS {quote(a.name)}"
