@@ -31,12 +31,34 @@ TILE_RATIO = 2.0
 
 def first_copies(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
     """The first copy of each (event id, event time, join keys) of ``events`` (in arrival order),
-    and every event whose id is null: it is nobody's copy (docs/semantics.md §3)."""
+    and every event whose id is null: it is nobody's copy (docs/semantics.md §3).
+
+    Copies share ``__copy_hash`` (``valid_events_sql``), so only the events whose hash repeats
+    — one in a hundred in the example — are compared by identity: hashing a million identities
+    in polars took 0.15-0.25 s, finding the repeated hashes by sorting them 0.02 s."""
     event_id = plan.source.event_id
     if event_id is None:
         return events
+    hashes = events["__copy_hash"].sort()
+    repeated = hashes.filter(hashes == hashes.shift(1))
+    if repeated.is_empty():
+        return events.drop("__copy_hash")
+    candidates = events["__copy_hash"].is_in(repeated.implode())
+    at = candidates.arg_true()
     identity = pl.struct(event_id, "__event_us", *plan.join_keys)
-    return events.filter(pl.col(event_id).is_null() | identity.is_first_distinct())
+    first = events[at].select(pl.col(event_id).is_null() | identity.is_first_distinct()).to_series()
+    return events.filter((~candidates).scatter(at, first)).drop("__copy_hash")
+
+
+def _in_arrival_order(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` sorted by (ingest time, arrival position). An event log is usually written in
+    arrival order already: checking it costs 0.01 s, where DuckDB's ORDER BY took 0.13 s more
+    than reading 1M events."""
+    ingest, position = pl.col("__ingest_us"), pl.col("__ord")
+    later = (ingest > ingest.shift(1)) | ((ingest == ingest.shift(1)) & (position > position.shift(1)))
+    if events.select(later.slice(1).all()).item():
+        return events
+    return events.sort("__ingest_us", "__ord")
 
 
 def _with_order_ranks(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
@@ -114,8 +136,7 @@ class BatchExecutor:
         transformed and ranked for the view's ordered aggregations (``_with_order_ranks``)."""
         self.validate(plan)
         until = f"WHERE __event_us <= {int(until_us)}" if until_us is not None else ""
-        # Arrival order: deterministic (DuckDB scans in parallel) and the order a stream replays.
-        sql = f"SELECT * FROM ({valid_events_sql(plan, self._source_sql(plan))}) {until} ORDER BY __ingest_us, __ord"
+        sql = f"SELECT * FROM ({valid_events_sql(plan, self._source_sql(plan))}) {until}"
         try:
             events = pl.from_arrow(self.connection.sql(sql).to_arrow_table())
         except duckdb.Error as exc:
@@ -123,7 +144,8 @@ class BatchExecutor:
                 f"view '{plan.name}': reading source '{plan.source.name}' failed: {exc}"
             ) from exc
         assert isinstance(events, pl.DataFrame)
-        events = first_copies(plan, events)
+        # Arrival order: deterministic (DuckDB scans in parallel) and the order a stream replays.
+        events = first_copies(plan, _in_arrival_order(events))
         if not transform:
             return events
         return _with_order_ranks(plan, plan.transform(events) if plan.transform is not None else events)

@@ -61,15 +61,19 @@ def floor_sql(expr: str, step_us: int) -> str:
 def valid_events_sql(plan: ViewPlan, source_sql: str) -> str:
     """Events that may count (§3): keys and event time present, not from the future, not too late.
     Which of them are first copies the executor decides (``batch.first_copies``): in arrival order,
-    polars does it in half the time of a window over a million partitions. ``source_sql`` must
-    expose ``__ord``."""
+    polars does it in half the time of a window over a million partitions. With an event id, each
+    event also carries ``__copy_hash``, a hash of its identity (id, event time, join keys) that
+    DuckDB computes in parallel while it reads. ``source_sql`` must expose ``__ord``."""
     src = plan.source
     event = f"epoch_us({quote(src.event_time)})"
     ingest = f"coalesce(epoch_us({quote(src.ingest_time)}), {event})" if src.ingest_time else event
     not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in (*plan.join_keys, src.event_time))
     event_id = f"coalesce(CAST({quote(src.event_id)} AS VARCHAR), '')" if src.event_id else "''"
+    copy_hash = ""
+    if src.event_id:
+        copy_hash = f", hash({', '.join(quote(c) for c in (src.event_id, '__event_us', *plan.join_keys))}) AS __copy_hash"
     return f"""
-        SELECT * EXCLUDE (__ord), __ord, {event_id} AS __order_id
+        SELECT * EXCLUDE (__ord), __ord, {event_id} AS __order_id{copy_hash}
         FROM (SELECT *, {event} AS __event_us, {ingest} AS __ingest_us FROM ({source_sql}))
         WHERE {not_null}
           AND __event_us <= __ingest_us
