@@ -118,9 +118,7 @@ def _windows_sql(plan: ViewPlan, as_available: bool, tiled: tuple[CompiledAggreg
         GROUP BY r.__row"""
 
 
-def _bucket_us(
-    raw: list[CompiledAggregation], tiled: tuple[CompiledAggregation, ...], settle_us: int
-) -> int:
+def _bucket_us(raw: list[CompiledAggregation], tiled: tuple[CompiledAggregation, ...], settle_us: int) -> int:
     """The time buckets the raw join also matches on: half the longest span of raw events a row
     needs. Joined on the entity alone, every event of a busy entity met every row of it (32M
     pairs to keep 1.15M in the benchmark); by entity and bucket, a row meets about 1.5 spans of
