@@ -40,12 +40,16 @@ class BackfillResult:
 
 def day_range(start: datetime, end: datetime) -> list[datetime]:
     """UTC midnights covering [start, end): start rounded down, end rounded up to a day."""
-    first = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = _midnight(start)
     days = []
     while first < end:
         days.append(first)
         first += DAY
     return days
+
+
+def _midnight(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _us(moment: datetime) -> int:
@@ -68,8 +72,11 @@ def backfill_view(
     on_day: Callable[[datetime, int, int], None] = lambda day, rows, days: None,
 ) -> BackfillResult:
     """Compute and write the view's offline table for the days in [start, end) (default: all)."""
+    reach = history_reach_us(plan)
+    # The first day's rows start at its midnight; they see events up to ``reach`` before it.
+    since = _us(_midnight(start)) - reach if start is not None and reach is not None else None
     # In event-time order, so that a day's rows, and the events they can see, are slices.
-    events = executor.events(plan, until_us=_us(end) if end else None).sort("__event_us")
+    events = executor.events(plan, since_us=since, until_us=_us(end) if end else None).sort("__event_us")
     if events.is_empty():
         return BackfillResult(plan.name, 0, 0, start or datetime.now(UTC), end or datetime.now(UTC))
     times = events["__event_us"]
@@ -77,7 +84,6 @@ def backfill_view(
     last = datetime.fromtimestamp(int(times[-1]) / 1e6, UTC)
     days = day_range(start or first, end or last + timedelta(microseconds=1))
     table = repo_root / offline_table_path(plan.name)
-    reach = history_reach_us(plan)
     total = 0
     for day in days:
         rows = (

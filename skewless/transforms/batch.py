@@ -14,7 +14,13 @@ import duckdb
 import polars as pl
 
 from skewless._errors import ExecutionError
-from skewless.transforms.batch_sql import order_rank, plain_view_sql, quote, valid_events_sql
+from skewless.transforms.batch_sql import (
+    history_reach_us,
+    order_rank,
+    plain_view_sql,
+    quote,
+    valid_events_sql,
+)
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.window_sql import feature_view_sql
 
@@ -70,6 +76,13 @@ def _with_order_ranks(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
     return events.with_columns(
         pl.arg_sort_by(*keys, column).arg_sort().alias(order_rank(column)) for column in columns
     )
+
+
+def _since_us(plan: ViewPlan, rows: pl.DataFrame) -> int | None:
+    """The earliest event time any of ``rows`` can see (None: all history can matter). A
+    training set of last month's rows then reads last month's events, not years of them."""
+    reach = history_reach_us(plan)
+    return None if reach is None or rows.is_empty() else int(rows["__t"].min()) - reach  # type: ignore[arg-type]
 
 
 class BatchExecutor:
@@ -130,13 +143,24 @@ class BatchExecutor:
             f"FROM read_parquet([{listed}], file_row_number = true, union_by_name = true)"
         )
 
-    def events(self, plan: ViewPlan, *, until_us: int | None = None, transform: bool = True) -> pl.DataFrame:
-        """The view's counted events (up to event time ``until_us``), in arrival order; unless
-        ``transform`` is False (a replay into the incremental executor transforms itself), also
-        transformed and ranked for the view's ordered aggregations (``_with_order_ranks``)."""
+    def events(
+        self,
+        plan: ViewPlan,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        transform: bool = True,
+    ) -> pl.DataFrame:
+        """The view's counted events (of event time ``since_us`` to ``until_us``), in arrival
+        order; unless ``transform`` is False (a replay into the incremental executor transforms
+        itself), also transformed and ranked for the view's ordered aggregations
+        (``_with_order_ranks``). Copies share their event time, so a time range keeps or drops
+        all copies of an event together."""
         self.validate(plan)
-        until = f"WHERE __event_us <= {int(until_us)}" if until_us is not None else ""
-        sql = f"SELECT * FROM ({valid_events_sql(plan, self._source_sql(plan))}) {until}"
+        bounds = [f"__event_us >= {int(since_us)}"] if since_us is not None else []
+        bounds += [f"__event_us <= {int(until_us)}"] if until_us is not None else []
+        where = f"WHERE {' AND '.join(bounds)}" if bounds else ""
+        sql = f"SELECT * FROM ({valid_events_sql(plan, self._source_sql(plan))}) {where}"
         try:
             events = pl.from_arrow(self.connection.sql(sql).to_arrow_table())
         except duckdb.Error as exc:
@@ -165,7 +189,7 @@ class BatchExecutor:
         ``events`` lets a caller that computes many batches (a backfill) read history once.
         """
         if events is None:
-            events = self.events(plan, until_us=int(rows["__t"].max()))  # type: ignore[arg-type]
+            events = self.events(plan, since_us=_since_us(plan, rows), until_us=int(rows["__t"].max()))  # type: ignore[arg-type]
         if plan.kind == "plain_view":
             sql = plain_view_sql(plan, as_available=as_available)
         else:

@@ -235,6 +235,14 @@ def _batch(
     tile_ratio=0.0,
     only=None,
 )
+@example(  # the far edge of the longest window: the earliest event any row can see (§4)
+    events=[_payment("a", 0, "e1", 95.0, 0), _payment("a", 170, "e2", 1.0, 1)],
+    rows=[("a", 179 * MINUTE + 59_000_000)],  # sees events from 0:00 on, 2 h 59 min 59 s back
+    as_available=False,
+    ttl=90,
+    tile_ratio=None,
+    only=None,
+)
 def test_feature_view_equals_oracle(
     tmp_path: Path,
     events: list[oracle.Event],
