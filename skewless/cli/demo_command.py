@@ -27,8 +27,16 @@ def _show(title: str, frame: pl.DataFrame) -> None:
     for column in frame.columns:
         table.add_column(column)
     for row in frame.iter_rows():
-        table.add_row(*["" if v is None else str(v) for v in row])
+        table.add_row(*[_cell(v) for v in row])
     console.print(table)
+
+
+def _cell(value: object) -> str:
+    """A value as the demo shows it: a float sum read from Redis carries the last bits of its
+    additions (2329.5600000000004); six decimals say what it is."""
+    if value is None:
+        return ""
+    return str(round(value, 6)) if isinstance(value, float) else str(value)
 
 
 def demo(repo: RepoOption = None) -> None:
