@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from skewless._errors import ExecutionError
 from skewless.transforms.batch_sql import (
@@ -85,6 +86,12 @@ def _since_us(plan: ViewPlan, rows: pl.DataFrame) -> int | None:
     return None if reach is None or rows.is_empty() else int(rows["__t"].min()) - reach  # type: ignore[arg-type]
 
 
+def _arrow(frame: pl.DataFrame) -> pa.Table:
+    """``frame`` for DuckDB to scan, with its strings as Arrow string views, polars' own layout:
+    no copy (plain Arrow strings cost a copy of every string, 0.01-0.03 s per 1M events)."""
+    return frame.to_arrow(compat_level=pl.CompatLevel.newest())
+
+
 class BatchExecutor:
     """Runs compiled views over history. One executor per repo; not shared across threads."""
 
@@ -99,6 +106,9 @@ class BatchExecutor:
         self.connection.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
         if threads:
             self.connection.execute(f"SET threads = {int(threads)}")
+        # Results cross to polars with their strings as Arrow string views: no copy either way.
+        self.connection.execute("SET produce_arrow_string_view = true")
+        self.connection.execute("SET arrow_output_version = '1.5'")
         database = repo_root / OFFLINE_DATABASE
         if database.exists():
             self.connection.execute(f"ATTACH '{database}' AS offline (READ_ONLY)")
@@ -194,7 +204,7 @@ class BatchExecutor:
             sql = plain_view_sql(plan, as_available=as_available)
         else:
             sql = feature_view_sql(plan, as_available=as_available, tile_ratio=self.tile_ratio)
-        self.connection.register("__events", events.to_arrow())
+        self.connection.register("__events", _arrow(events))
         try:
             # Entity rows in chunks: the join's intermediate result grows with rows × events per
             # key, so a million rows at once can exhaust memory where chunks of them do not.
@@ -208,7 +218,7 @@ class BatchExecutor:
         return frame.cast(dict(plan.features))  # type: ignore[arg-type]
 
     def _compute_chunk(self, plan: ViewPlan, sql: str, rows: pl.DataFrame) -> pl.DataFrame:
-        self.connection.register("__rows", rows.to_arrow())
+        self.connection.register("__rows", _arrow(rows))
         try:
             result = pl.from_arrow(self.connection.sql(sql).to_arrow_table())
         except duckdb.Error as exc:
