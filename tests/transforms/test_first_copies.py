@@ -8,36 +8,20 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skewless import Aggregation, Entity, EventSource, FeatureView
+from skewless import Aggregation, FeatureView
 from skewless.transforms.batch import _in_arrival_order, first_copies
 from skewless.transforms.compiled import compile_view
-
-card = Entity(name="card", join_key="card_id")
-source = EventSource(
-    name="payments",
-    path="payments.parquet",
-    event_time="event_time",
-    ingest_time="ingest_time",
-    event_id="event_id",
-    allowed_lateness="1h",
-    schema={
-        "event_id": pl.String,
-        "card_id": pl.String,
-        "event_time": pl.Datetime("us", "UTC"),
-        "ingest_time": pl.Datetime("us", "UTC"),
-    },
-)
-
+from tests.offline.test_batch_matches_oracle import account, source
 
 PLAN = compile_view(
-    FeatureView(name="v", entities=[card], source=source, aggregations=[Aggregation("count", window="1h")])
+    FeatureView(name="v", entities=[account], source=source, aggregations=[Aggregation("count", window="1h")])
 )
 
 events = st.lists(
     st.tuples(
         st.sampled_from(["e1", "e2", "e3", None]),  # a small pool: copies, and null ids
         st.integers(0, 3),  # event time
-        st.sampled_from(["a", "b"]),  # card
+        st.sampled_from(["a", "b"]),  # account
         st.integers(0, 5),  # ingest time
     ),
     max_size=30,
@@ -50,14 +34,14 @@ def _frame(rows: Rows) -> pl.DataFrame:
         {
             "event_id": [r[0] for r in rows],
             "__event_us": [r[1] for r in rows],
-            "card_id": [r[2] for r in rows],
+            "account": [r[2] for r in rows],
             "__ingest_us": [r[3] for r in rows],
             "__ord": list(range(len(rows))),
         },
         schema={
             "event_id": pl.String,
             "__event_us": pl.Int64,
-            "card_id": pl.String,
+            "account": pl.String,
             "__ingest_us": pl.Int64,
             "__ord": pl.Int64,
         },
@@ -68,7 +52,7 @@ def _frame(rows: Rows) -> pl.DataFrame:
 def test_copies_through_hashes_are_the_copies(rows: Rows, buckets: int | None) -> None:
     """Copies always share a hash; with few buckets, different identities share them too."""
     frame = _frame(rows)
-    identity = pl.struct("event_id", "__event_us", "card_id")
+    identity = pl.struct("event_id", "__event_us", "account")
     hashes = identity.hash() if buckets is None else identity.hash() % buckets
     expected = frame.filter(pl.col("event_id").is_null() | identity.is_first_distinct())
     assert first_copies(PLAN, frame.with_columns(__copy_hash=hashes)).equals(expected)
