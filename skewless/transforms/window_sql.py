@@ -5,6 +5,8 @@ rest, to tiles pre-aggregated per entity. Relations as in ``batch_sql``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from skewless.transforms.batch_sql import (
     alive_sql,
     floor_sql,
@@ -18,7 +20,7 @@ from skewless.transforms.batch_sql import (
 from skewless.transforms.compiled import CompiledAggregation, ViewPlan
 from skewless.transforms.dtypes import is_numeric
 
-__all__ = ["feature_view_sql", "tiled_aggregations"]
+__all__ = ["ViewQuery", "feature_view_sql", "tiled_aggregations"]
 
 
 def _value_expr(agg: CompiledAggregation) -> str:
@@ -193,13 +195,32 @@ def _combine_sql(agg: CompiledAggregation, name: str, merge: str, a: str, b: str
     return f"CASE WHEN {b}.{by} IS NULL OR {a}.{by} > {b}.{by} THEN {left} ELSE {right} END"
 
 
-def feature_view_sql(plan: ViewPlan, *, as_available: bool, tile_ratio: float | None = None) -> str:
+@dataclass(frozen=True)
+class ViewQuery:
+    """A view's SQL per chunk of ``__rows``: ``select`` after ``ctes``, reading ``relations``
+    (name, query), which depend on ``__events`` alone."""
+
+    relations: tuple[tuple[str, str], ...]
+    ctes: tuple[str, ...]
+    select: str
+
+    def sql(self, *, with_relations: bool) -> str:
+        """The query; ``with_relations``: with the relations as CTEs of its own, else reading
+        tables of those names built beforehand (``BatchExecutor.compute`` builds them once when
+        the rows come in several chunks, and inlines them for one: a table costs its copy)."""
+        inlined = [f"{name} AS ({sql})" for name, sql in self.relations] if with_relations else []
+        ctes = [*inlined, *self.ctes]
+        return f"WITH {', '.join(ctes)} {self.select}" if ctes else self.select
+
+
+def feature_view_sql(plan: ViewPlan, *, as_available: bool, tile_ratio: float | None = None) -> ViewQuery:
     """Every windowed feature of ``plan`` for every entity row (§4-§6).
 
     Aggregations with windows much longer than the others' come from tiles — complete ones
     pre-aggregated per entity, the most recent events (the current tile, and "as available" the
     allowed lateness before it) from the raw join (``tiled_aggregations``) — so the join to raw
-    events stays short. With a TTL no longer than the longest window, an event
+    events stays short. The tiles depend on the events alone: relations a caller with many
+    chunks of rows builds once. With a TTL no longer than the longest window, an event
     recent enough to keep the entity alive lies inside these joins, so the latest event time
     found there decides it and the ASOF join over all history is not needed."""
     tiled = tiled_aggregations(plan, as_available=as_available, ratio=tile_ratio)
@@ -210,9 +231,10 @@ def feature_view_sql(plan: ViewPlan, *, as_available: bool, tile_ratio: float | 
     ctes = [f"w AS ({_windows_sql(plan, as_available, tiled)})"]
     per_row = ["w"]  # the relations with a row per entity row, joined to __rows
     relation = {}
+    tiles = []
     for i, (g, aggs) in enumerate(groups.items()):
-        ctes.append(f"tiles_{i} AS ({_tiles_sql(plan, g, aggs)})")
-        tile_windows = _tile_windows_sql(plan, g, aggs, f"tiles_{i}", settle)
+        tiles.append((f"__tiles_{i}", _tiles_sql(plan, g, aggs)))
+        tile_windows = _tile_windows_sql(plan, g, aggs, f"__tiles_{i}", settle)
         ctes.append(f"wt_{i} AS ({tile_windows})")
         per_row.append(f"wt_{i}")
         relation.update({a.name: f"wt_{i}" for a in aggs})
@@ -228,11 +250,14 @@ def feature_view_sql(plan: ViewPlan, *, as_available: bool, tile_ratio: float | 
         f"AS {sql_type(a.dtype)}) AS {quote(a.name)}"
         for a in plan.aggregations
     )
-    return f"""
-        WITH {", ".join(ctes)}
+    return ViewQuery(
+        tuple(tiles),
+        tuple(ctes),
+        f"""
         SELECT r.__row, {outputs}
         FROM __rows r {joins}
-        ORDER BY r.__row"""
+        ORDER BY r.__row""",
+    )
 
 
 def _result(agg: CompiledAggregation, tiles: str | None) -> str:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from skewless import Aggregation, Entity, EventSource, FeatureView, PlainView, row_transform
-from skewless.transforms.batch import TILE_RATIO, BatchExecutor
+from skewless.transforms.batch import ROW_CHUNK, TILE_RATIO, BatchExecutor
 from skewless.transforms.compiled import compile_view, restricted
 from tests import oracle
 
@@ -202,11 +202,13 @@ def _batch(
     as_available: bool,
     tile_ratio: float | None = TILE_RATIO,
     only: set[str] | None = None,
+    row_chunk: int = ROW_CHUNK,
 ) -> pl.DataFrame:
     """``events`` written as the source's history, then ``view`` computed by the batch executor
-    (``only`` those of its features, as a training set asking for them computes them)."""
+    (``only`` those of its features, as a training set asking for them computes them; rows in
+    chunks of ``row_chunk``)."""
     _write(events, tmp_path / "payments.parquet")
-    executor = BatchExecutor(tmp_path, tile_ratio=tile_ratio)
+    executor = BatchExecutor(tmp_path, tile_ratio=tile_ratio, row_chunk=row_chunk)
     plan = compile_view(view) if only is None else restricted(compile_view(view), only)
     try:
         return executor.compute(plan, _rows(rows), as_available=as_available)
@@ -226,6 +228,7 @@ def _batch(
     ttl=st.sampled_from(TTL_MINUTES),
     tile_ratio=st.sampled_from(TILE_RATIOS),
     only=st.one_of(st.none(), st.sets(st.sampled_from([str(a.name) for a in AGGREGATIONS]), min_size=1)),
+    row_chunk=st.sampled_from([ROW_CHUNK, 4]),  # several chunks share relations built once
 )
 @example(
     events=NULL_IDS_AND_A_COPY,
@@ -234,6 +237,7 @@ def _batch(
     ttl=90,
     tile_ratio=0.0,
     only=None,
+    row_chunk=1,  # and each row a chunk of its own
 )
 @example(  # the far edge of the longest window: the earliest event any row can see (§4)
     events=[_payment("a", 0, "e1", 95.0, 0), _payment("a", 170, "e2", 1.0, 1)],
@@ -242,6 +246,7 @@ def _batch(
     ttl=90,
     tile_ratio=None,
     only=None,
+    row_chunk=ROW_CHUNK,
 )
 def test_feature_view_equals_oracle(
     tmp_path: Path,
@@ -251,11 +256,12 @@ def test_feature_view_equals_oracle(
     ttl: int | None,
     tile_ratio: float | None,
     only: set[str] | None,
+    row_chunk: int,
 ) -> None:
     if not events:
         return
     view = _view(ttl)
-    result = _batch(tmp_path, events, view, rows, as_available, tile_ratio, only)
+    result = _batch(tmp_path, events, view, rows, as_available, tile_ratio, only, row_chunk)
     truth = oracle.counted(_with_derived(events), LATENESS)
     for i, (key, t) in enumerate(rows):
         for agg in [a for a in view.aggregations if only is None or a.name in only]:
