@@ -29,8 +29,9 @@ class DistinctCount(Aggregator):
         self.values: set[Any] = set()
 
     def sql(self, value: str, where: str, order: str, floating: bool) -> str:
-        # Not count(DISTINCT): DuckDB's distinct aggregates cost about half of the training-set
-        # query (measured: 2.3 s against 1.75 s with this and Last's arg_max, 100k rows).
+        # Not count(DISTINCT): DuckDB 1.x's distinct aggregates cost about half of the training-set
+        # query (2.3 s against 1.75 s, 100k rows). DuckDB 2's is 7% faster on the 100k-row query
+        # but 22% slower at 10M events (44.5M row-event pairs per chunk: 44 s against 36 s).
         return f"list_unique(list({value}) FILTER (WHERE {where}))"
 
     def update(self, value: Any, order: OrderKey) -> None:
