@@ -20,7 +20,7 @@ from skewless.transforms.batch_sql import (
 from skewless.transforms.compiled import CompiledAggregation, ViewPlan
 from skewless.transforms.dtypes import is_numeric
 
-__all__ = ["ViewQuery", "feature_view_sql", "tiled_aggregations"]
+__all__ = ["ViewQuery", "feature_view_sql", "join_span_us", "sweep_sql", "tiled_aggregations"]
 
 
 def _value_expr(agg: CompiledAggregation) -> str:
@@ -106,8 +106,7 @@ def _windows_sql(plan: ViewPlan, as_available: bool, tiled: tuple[CompiledAggreg
     for agg in tiled:
         parts = _tile_parts(agg, f"e.__event_us >= r.{after[(agg.window_us, agg.granularity_us)]}")
         aggregates += [f"{sql} AS {_part(agg, name)}" for name, (_, sql) in parts.items()]
-    # Half the longest span of raw events a row needs (see _bucketed_rows).
-    bucket = max(1, max([a.reach_us for a in raw] + [a.granularity_us + settle for a in tiled]) // 2)
+    bucket = max(1, _raw_span_us(raw, tiled, settle) // 2)  # see _bucketed_rows
     rows = f"SELECT __row, {', '.join(quote(k) for k in plan.join_keys)}, __t, {', '.join(lows)} FROM __rows"
     return f"""
         SELECT r.__row, max(e.__event_us) AS __latest, {", ".join(aggregates)}
@@ -116,6 +115,21 @@ def _windows_sql(plan: ViewPlan, as_available: bool, tiled: tuple[CompiledAggreg
             ON {keys_equal("e", "r", plan.join_keys)} AND e.__bucket = r.__bucket
             AND e.__event_us >= {least} AND e.__event_us <= r.__t{available}
         GROUP BY r.__row"""
+
+
+def _raw_span_us(
+    raw: list[CompiledAggregation], tiled: tuple[CompiledAggregation, ...], settle_us: int
+) -> int:
+    """How far back from a row's time the raw join reaches: the longest raw window plus its
+    tile, or a tiled one's recent events (its tile plus the settling time)."""
+    return max([a.reach_us for a in raw] + [a.granularity_us + settle_us for a in tiled])
+
+
+def join_span_us(plan: ViewPlan, *, as_available: bool, tile_ratio: float | None) -> int:
+    """How far back from a row's time ``feature_view_sql``'s join of raw events reaches."""
+    tiled = tiled_aggregations(plan, as_available=as_available, ratio=tile_ratio)
+    raw = [a for a in plan.aggregations if a not in tiled]
+    return _raw_span_us(raw, tiled, _settle_us(plan, as_available))
 
 
 def _bucketed_rows(rows: str, low: str, high: str, bucket_us: int) -> str:
@@ -258,6 +272,48 @@ def feature_view_sql(plan: ViewPlan, *, as_available: bool, tile_ratio: float | 
         FROM __rows r {joins}
         ORDER BY r.__row""",
     )
+
+
+def sweep_sql(plan: ViewPlan) -> str:
+    """Every windowed feature of ``plan`` for every entity row (§4-§6), as window functions over
+    the events and the entity rows in one time order per entity: each entity row's frame is its
+    window, ``[floor(t, g) - w, t]`` (the rows at ``t`` are its peers, so events at ``t`` count),
+    and its latest event time is the greatest before it. The cost grows with events plus rows,
+    where the join's (``feature_view_sql``) grows with the row-event pairs inside the windows.
+    Not "as available": there a row's window also depends on when each event arrived."""
+    keys = ", ".join(quote(k) for k in plan.join_keys)
+    bounds = sorted({(a.window_us, a.granularity_us) for a in plan.aggregations})
+    frame = {b: f"__w{i}" for i, b in enumerate(bounds)}
+    order = f"PARTITION BY {keys} ORDER BY __ts"
+    windows = [
+        f"{frame[(w, g)]} AS ({order} RANGE BETWEEN (__ts - ({floor_sql('__ts', g)} - {w})) PRECEDING AND CURRENT ROW)"
+        for w, g in bounds
+    ] + [f"__history AS ({order} RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"]
+    values = [
+        f"{a.aggregator().window_sql(_value_expr(a), frame[(a.window_us, a.granularity_us)], _order_expr(a), _floating(a))} AS {quote(a.name)}"
+        for a in plan.aggregations
+    ]
+    inputs = [a.column for a in plan.aggregations if a.column is not None]
+    ranks = [order_rank(a.column) for a in plan.aggregations if a.aggregator.ordered and a.column]
+    events = ", ".join(quote(c) for c in dict.fromkeys([*plan.join_keys, "__event_us", *inputs, *ranks]))
+    outputs = ",\n".join(
+        f"CAST(CASE WHEN {alive_sql(plan, 'r.__latest')} THEN coalesce(r.{quote(a.name)}, {_empty(a)}) END "
+        f"AS {sql_type(a.dtype)}) AS {quote(a.name)}"
+        for a in plan.aggregations
+    )
+    return f"""
+        SELECT r.__row, {outputs}
+        FROM (
+            SELECT e.__row, e.__ts AS __t, max(e.__event_us) OVER __history AS __latest, {", ".join(values)}
+            FROM (
+                SELECT {events}, __event_us AS __ts, NULL::BIGINT AS __row FROM __events
+                UNION ALL BY NAME
+                SELECT {keys}, __t AS __ts, __row FROM __rows
+            ) e
+            WINDOW {", ".join(windows)}
+        ) r
+        WHERE r.__row IS NOT NULL
+        ORDER BY r.__row"""
 
 
 def _result(agg: CompiledAggregation, tiles: str | None) -> str:

@@ -203,12 +203,13 @@ def _batch(
     tile_ratio: float | None = TILE_RATIO,
     only: set[str] | None = None,
     row_chunk: int = ROW_CHUNK,
+    sweep: bool | None = None,
 ) -> pl.DataFrame:
     """``events`` written as the source's history, then ``view`` computed by the batch executor
     (``only`` those of its features, as a training set asking for them computes them; rows in
-    chunks of ``row_chunk``)."""
+    chunks of ``row_chunk``; by a sweep or the join, or as the executor chooses)."""
     _write(events, tmp_path / "payments.parquet")
-    executor = BatchExecutor(tmp_path, tile_ratio=tile_ratio, row_chunk=row_chunk)
+    executor = BatchExecutor(tmp_path, tile_ratio=tile_ratio, row_chunk=row_chunk, sweep=sweep)
     plan = compile_view(view) if only is None else restricted(compile_view(view), only)
     try:
         return executor.compute(plan, _rows(rows), as_available=as_available)
@@ -229,6 +230,7 @@ def _batch(
     tile_ratio=st.sampled_from(TILE_RATIOS),
     only=st.one_of(st.none(), st.sets(st.sampled_from([str(a.name) for a in AGGREGATIONS]), min_size=1)),
     row_chunk=st.sampled_from([ROW_CHUNK, 4]),  # several chunks share relations built once
+    sweep=st.sampled_from([None, True, False]),  # window functions, or the join
 )
 @example(
     events=NULL_IDS_AND_A_COPY,
@@ -238,6 +240,7 @@ def _batch(
     tile_ratio=0.0,
     only=None,
     row_chunk=1,  # and each row a chunk of its own
+    sweep=False,
 )
 @example(  # the far edge of the longest window: the earliest event any row can see (§4)
     events=[_payment("a", 0, "e1", 95.0, 0), _payment("a", 170, "e2", 1.0, 1)],
@@ -247,6 +250,7 @@ def _batch(
     tile_ratio=None,
     only=None,
     row_chunk=ROW_CHUNK,
+    sweep=True,
 )
 def test_feature_view_equals_oracle(
     tmp_path: Path,
@@ -257,11 +261,12 @@ def test_feature_view_equals_oracle(
     tile_ratio: float | None,
     only: set[str] | None,
     row_chunk: int,
+    sweep: bool | None,
 ) -> None:
     if not events:
         return
     view = _view(ttl)
-    result = _batch(tmp_path, events, view, rows, as_available, tile_ratio, only, row_chunk)
+    result = _batch(tmp_path, events, view, rows, as_available, tile_ratio, only, row_chunk, sweep)
     truth = oracle.counted(_with_derived(events), LATENESS)
     for i, (key, t) in enumerate(rows):
         for agg in [a for a in view.aggregations if only is None or a.name in only]:

@@ -44,6 +44,11 @@ class Aggregator(ABC):
         DuckDB's threads add them cannot change the result, and a training set is rebuilt
         identically."""
 
+    def window_sql(self, value: str, window: str, order: str, floating: bool) -> str:
+        """The same aggregate as a window function over the named SQL ``window`` (a frame per
+        entity row, ``window_sql.sweep_sql``), entity rows in it holding null values."""
+        return f"{self.sql(value, 'TRUE', order, floating)} OVER {window}"
+
     def tile_sql(
         self, value: str, where: str, order: str, floating: bool
     ) -> dict[str, tuple[str, str]] | None:

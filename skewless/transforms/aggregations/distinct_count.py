@@ -34,6 +34,9 @@ class DistinctCount(Aggregator):
         # but 22% slower at 10M events (44.5M row-event pairs per chunk: 44 s against 36 s).
         return f"list_unique(list({value}) FILTER (WHERE {where}))"
 
+    def window_sql(self, value: str, window: str, order: str, floating: bool) -> str:
+        return f"count(DISTINCT {value}) OVER {window}"  # a list per frame would not scale
+
     def update(self, value: Any, order: OrderKey) -> None:
         if value is not None:
             self.values.add(value)
