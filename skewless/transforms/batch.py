@@ -92,6 +92,14 @@ def _since_us(plan: ViewPlan, rows: pl.DataFrame) -> int | None:
     return None if reach is None or rows.is_empty() else int(rows["__t"].min()) - reach  # type: ignore[arg-type]
 
 
+def _history_us(events: pl.DataFrame) -> int:
+    """The stretch of event time ``events`` cover (0 for none)."""
+    if events.is_empty():
+        return 0
+    times = events["__event_us"]
+    return int(times.max()) - int(times.min())  # type: ignore[arg-type]
+
+
 @contextlib.contextmanager
 def _computing(plan: ViewPlan) -> Iterator[None]:
     """DuckDB's errors while computing ``plan``'s features, as the executor's."""
@@ -118,11 +126,13 @@ class BatchExecutor:
         tile_ratio: float | None = TILE_RATIO,
         row_chunk: int = ROW_CHUNK,
         sweep: bool | None = None,
+        buckets: bool | None = None,
     ) -> None:
         self.repo_root = repo_root
         self.tile_ratio = tile_ratio
         self.row_chunk = row_chunk
         self.sweep = sweep  # None: by the expected row-event pairs (``_sweeps``)
+        self.buckets = buckets  # None: by the events' history (``window_sql._bucket_us``)
         self.connection = duckdb.connect()
         # Spill files go to the repo's state directory, never into the working directory.
         spill = repo_root / ".skewless" / "duckdb_tmp"
@@ -236,7 +246,10 @@ class BatchExecutor:
             elif not as_available and self._sweeps(plan, rows, events):
                 query, chunks = ViewQuery((), (), sweep_sql(plan)), [rows]
             else:
-                query = feature_view_sql(plan, as_available=as_available, tile_ratio=self.tile_ratio)
+                history = {None: _history_us(events), True: None, False: 0}[self.buckets]
+                query = feature_view_sql(
+                    plan, as_available=as_available, tile_ratio=self.tile_ratio, history_us=history
+                )
             built = query.relations if len(chunks) > 1 else ()
             for name, sql in built:
                 with _computing(plan):
@@ -265,8 +278,7 @@ class BatchExecutor:
         counts = events.select(keys).gather_every(step).group_by(keys).len()
         entities = rows.select(pl.col(k).cast(events.schema[k]) for k in keys)
         pairs = int(entities.join(counts, on=keys)["len"].sum()) * step
-        times = events["__event_us"]
-        history = int(times.max()) - int(times.min())  # type: ignore[arg-type]
+        history = _history_us(events)
         span = join_span_us(plan, as_available=False, tile_ratio=self.tile_ratio)
         share = min(1.0, span / history) if history else 1.0
         return pairs * share > SWEEP_RATIO * (events.height + rows.height)

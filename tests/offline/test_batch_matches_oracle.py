@@ -204,12 +204,16 @@ def _batch(
     only: set[str] | None = None,
     row_chunk: int = ROW_CHUNK,
     sweep: bool | None = None,
+    buckets: bool | None = None,
 ) -> pl.DataFrame:
     """``events`` written as the source's history, then ``view`` computed by the batch executor
     (``only`` those of its features, as a training set asking for them computes them; rows in
-    chunks of ``row_chunk``; by a sweep or the join, or as the executor chooses)."""
+    chunks of ``row_chunk``; by a sweep or the join, joined with or without time buckets, or as
+    the executor chooses)."""
     _write(events, tmp_path / "payments.parquet")
-    executor = BatchExecutor(tmp_path, tile_ratio=tile_ratio, row_chunk=row_chunk, sweep=sweep)
+    executor = BatchExecutor(
+        tmp_path, tile_ratio=tile_ratio, row_chunk=row_chunk, sweep=sweep, buckets=buckets
+    )
     plan = compile_view(view) if only is None else restricted(compile_view(view), only)
     try:
         return executor.compute(plan, _rows(rows), as_available=as_available)
@@ -231,6 +235,7 @@ def _batch(
     only=st.one_of(st.none(), st.sets(st.sampled_from([str(a.name) for a in AGGREGATIONS]), min_size=1)),
     row_chunk=st.sampled_from([ROW_CHUNK, 4]),  # several chunks share relations built once
     sweep=st.sampled_from([None, True, False]),  # window functions, or the join
+    buckets=st.sampled_from([None, True, False]),  # the join's time buckets
 )
 @example(
     events=NULL_IDS_AND_A_COPY,
@@ -241,6 +246,7 @@ def _batch(
     only=None,
     row_chunk=1,  # and each row a chunk of its own
     sweep=False,
+    buckets=True,
 )
 @example(  # the far edge of the longest window: the earliest event any row can see (§4)
     events=[_payment("a", 0, "e1", 95.0, 0), _payment("a", 170, "e2", 1.0, 1)],
@@ -251,6 +257,7 @@ def _batch(
     only=None,
     row_chunk=ROW_CHUNK,
     sweep=True,
+    buckets=None,
 )
 def test_feature_view_equals_oracle(
     tmp_path: Path,
@@ -262,11 +269,12 @@ def test_feature_view_equals_oracle(
     only: set[str] | None,
     row_chunk: int,
     sweep: bool | None,
+    buckets: bool | None,
 ) -> None:
     if not events:
         return
     view = _view(ttl)
-    result = _batch(tmp_path, events, view, rows, as_available, tile_ratio, only, row_chunk, sweep)
+    result = _batch(tmp_path, events, view, rows, as_available, tile_ratio, only, row_chunk, sweep, buckets)
     truth = oracle.counted(_with_derived(events), LATENESS)
     for i, (key, t) in enumerate(rows):
         for agg in [a for a in view.aggregations if only is None or a.name in only]:
