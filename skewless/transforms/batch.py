@@ -236,20 +236,9 @@ class BatchExecutor:
         self.connection.register("__events", _arrow(events))
         built: tuple[tuple[str, str], ...] = ()
         try:
-            # Entity rows in chunks: the join's intermediate result grows with rows × events per
-            # key, so a million rows at once can exhaust memory where chunks of them do not. What
-            # depends on the events alone (the tiles) is then built once: at 10M events each chunk
-            # spent 3.7 s of CPU rebuilding them. A sweep takes all rows at once.
-            chunks = [rows.slice(i, self.row_chunk) for i in range(0, rows.height, self.row_chunk)]
-            if plan.kind == "plain_view":
-                query = ViewQuery((), (), plain_view_sql(plan, as_available=as_available))
-            elif not as_available and self._sweeps(plan, rows, events):
-                query, chunks = ViewQuery((), (), sweep_sql(plan)), [rows]
-            else:
-                history = {None: _history_us(events), True: None, False: 0}[self.buckets]
-                query = feature_view_sql(
-                    plan, as_available=as_available, tile_ratio=self.tile_ratio, history_us=history
-                )
+            query, chunks = self._plan_query(plan, rows, events, as_available)
+            # What depends on the events alone (the tiles) is built once for many chunks: at 10M
+            # events each chunk spent 3.7 s of CPU rebuilding them.
             built = query.relations if len(chunks) > 1 else ()
             for name, sql in built:
                 with _computing(plan):
@@ -262,6 +251,23 @@ class BatchExecutor:
             self.connection.unregister("__events")
         frame = pl.concat(parts) if parts else pl.DataFrame()
         return frame.cast(dict(plan.features))  # type: ignore[arg-type]
+
+    def _plan_query(
+        self, plan: ViewPlan, rows: pl.DataFrame, events: pl.DataFrame, as_available: bool
+    ) -> tuple[ViewQuery, list[pl.DataFrame]]:
+        """The SQL for ``plan``, and the chunks of ``rows`` it runs on. A join takes entity rows
+        in chunks: its intermediate result grows with rows × events per key, so a million rows
+        at once can exhaust memory where chunks of them do not. A sweep takes them all at once."""
+        chunks = [rows.slice(i, self.row_chunk) for i in range(0, rows.height, self.row_chunk)]
+        if plan.kind == "plain_view":
+            return ViewQuery((), (), plain_view_sql(plan, as_available=as_available)), chunks
+        if not as_available and self._sweeps(plan, rows, events):
+            return ViewQuery((), (), sweep_sql(plan)), [rows]
+        history = {None: _history_us(events), True: None, False: 0}[self.buckets]
+        query = feature_view_sql(
+            plan, as_available=as_available, tile_ratio=self.tile_ratio, history_us=history
+        )
+        return query, chunks
 
     def _sweeps(self, plan: ViewPlan, rows: pl.DataFrame, events: pl.DataFrame) -> bool:
         """Whether to compute ``plan`` by a sweep (``window_sql.sweep_sql``) rather than the join:
