@@ -261,20 +261,22 @@ class BatchExecutor:
         chunks = [rows.slice(i, self.row_chunk) for i in range(0, rows.height, self.row_chunk)]
         if plan.kind == "plain_view":
             return ViewQuery((), (), plain_view_sql(plan, as_available=as_available)), chunks
-        if not as_available and self._sweeps(plan, rows, events):
+        history = _history_us(events)
+        if not as_available and self._sweeps(plan, rows, events, history):
             return ViewQuery((), (), sweep_sql(plan)), [rows]
-        history = {None: _history_us(events), True: None, False: 0}[self.buckets]
+        bucketing = {None: history, True: None, False: 0}[self.buckets]  # see window_sql._bucket_us
         query = feature_view_sql(
-            plan, as_available=as_available, tile_ratio=self.tile_ratio, history_us=history
+            plan, as_available=as_available, tile_ratio=self.tile_ratio, history_us=bucketing
         )
         return query, chunks
 
-    def _sweeps(self, plan: ViewPlan, rows: pl.DataFrame, events: pl.DataFrame) -> bool:
+    def _sweeps(self, plan: ViewPlan, rows: pl.DataFrame, events: pl.DataFrame, history_us: int) -> bool:
         """Whether to compute ``plan`` by a sweep (``window_sql.sweep_sql``) rather than the join:
         as the executor was told, else when the join would meet more than ``SWEEP_RATIO`` times
         as many row-event pairs as a sweep has events and rows. The estimate: each row's
         entity's events (counted in every n-th event: some 50,000 find the busy entities, in
-        5 ms where counting all 1M took 20), times the share of history the join's span covers."""
+        5 ms where counting all 1M took 20), times the share of their ``history_us`` the join's
+        span covers."""
         if self.sweep is not None:
             return self.sweep
         if events.is_empty() or rows.is_empty():
@@ -284,9 +286,8 @@ class BatchExecutor:
         counts = events.select(keys).gather_every(step).group_by(keys).len()
         entities = rows.select(pl.col(k).cast(events.schema[k]) for k in keys)
         pairs = int(entities.join(counts, on=keys)["len"].sum()) * step
-        history = _history_us(events)
         span = join_span_us(plan, as_available=False, tile_ratio=self.tile_ratio)
-        share = min(1.0, span / history) if history else 1.0
+        share = min(1.0, span / history_us) if history_us else 1.0
         return pairs * share > SWEEP_RATIO * (events.height + rows.height)
 
     def _compute_chunk(self, plan: ViewPlan, sql: str, rows: pl.DataFrame) -> pl.DataFrame:

@@ -5,6 +5,7 @@ rest, to tiles pre-aggregated per entity. Relations as in ``batch_sql``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from skewless.transforms.batch_sql import (
@@ -284,11 +285,7 @@ def feature_view_sql(
         per_row.append("latest")
         latest = "latest.__latest"
     joins = " ".join(f"LEFT JOIN {r} USING (__row)" for r in per_row)
-    outputs = ",\n".join(
-        f"CAST(CASE WHEN {alive_sql(plan, latest)} THEN coalesce({_result(a, relation.get(a.name))}, {_empty(a)}) END "
-        f"AS {sql_type(a.dtype)}) AS {quote(a.name)}"
-        for a in plan.aggregations
-    )
+    outputs = _outputs_sql(plan, latest, lambda a: _result(a, relation.get(a.name)))
     return ViewQuery(
         tuple(tiles),
         tuple(ctes),
@@ -321,11 +318,7 @@ def sweep_sql(plan: ViewPlan) -> str:
     inputs = [a.column for a in plan.aggregations if a.column is not None]
     ranks = [order_rank(a.column) for a in plan.aggregations if a.aggregator.ordered and a.column]
     events = ", ".join(quote(c) for c in dict.fromkeys([*plan.join_keys, "__event_us", *inputs, *ranks]))
-    outputs = ",\n".join(
-        f"CAST(CASE WHEN {alive_sql(plan, 'r.__latest')} THEN coalesce(r.{quote(a.name)}, {_empty(a)}) END "
-        f"AS {sql_type(a.dtype)}) AS {quote(a.name)}"
-        for a in plan.aggregations
-    )
+    outputs = _outputs_sql(plan, "r.__latest", lambda a: f"r.{quote(a.name)}")
     return f"""
         SELECT r.__row, {outputs}
         FROM (
@@ -339,6 +332,17 @@ def sweep_sql(plan: ViewPlan) -> str:
         ) r
         WHERE r.__row IS NOT NULL
         ORDER BY r.__row"""
+
+
+def _outputs_sql(plan: ViewPlan, latest: str, value: Callable[[CompiledAggregation], str]) -> str:
+    """Every feature's output column: ``value(agg)`` where the entity is found and within TTL
+    by its ``latest`` event time (§6), the function's value over no events where it has none,
+    cast to the feature's type."""
+    return ",\n".join(
+        f"CAST(CASE WHEN {alive_sql(plan, latest)} THEN coalesce({value(a)}, {_empty(a)}) END "
+        f"AS {sql_type(a.dtype)}) AS {quote(a.name)}"
+        for a in plan.aggregations
+    )
 
 
 def _result(agg: CompiledAggregation, tiles: str | None) -> str:
