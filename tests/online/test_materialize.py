@@ -16,6 +16,7 @@ import pytest
 
 from skewless.feature_store import FeatureStore
 from skewless.metadata import open_database
+from skewless.online.materialize import _latest_rows
 from skewless.repo.feast_store import feast_store
 from skewless.repo.plan import apply_plan, make_plan
 
@@ -51,6 +52,23 @@ def _assert_online_equals_offline(store: FeatureStore, features: list[str], at: 
     for name, values in zip(online.names, online.values, strict=True):
         for got, want in zip(values, offline[name].to_list(), strict=True):
             assert (got == pytest.approx(want, rel=1e-9)) if isinstance(want, float) else got == want, name
+
+
+def test_latest_rows_take_each_entitys_latest_row_and_keep_a_table_of_current_values(
+    store: FeatureStore,
+) -> None:
+    plan = store.plans["card_profile"]
+    events = pl.DataFrame({
+        "card_id": ["a", "b", "a", "a", "a"],
+        "__event_us": [5, 1, 5, 3, 5],
+        "__ingest_us": [6, 1, 7, 9, 7],
+        "__ord": [0, 1, 2, 3, 4],
+        "credit_limit": [1.0, 2.0, 3.0, 4.0, 5.0],
+    })  # fmt: skip
+    latest = _latest_rows(plan, events).select("card_id", "credit_limit")
+    assert sorted(latest.rows()) == [("a", 5.0), ("b", 2.0)]  # event time, then ingest, then arrival
+    current = events.slice(0, 2)
+    assert _latest_rows(plan, current).equals(current)
 
 
 def test_feast_sdk_reads_plain_views_skewless_materialized(store: FeatureStore) -> None:
