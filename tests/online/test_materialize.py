@@ -18,7 +18,9 @@ from skewless.feature_store import FeatureStore
 from skewless.metadata import open_database
 from skewless.online.materialize import _latest_rows
 from skewless.repo.feast_store import feast_store
+from skewless.repo.loader import load_repo
 from skewless.repo.plan import apply_plan, make_plan
+from skewless.transforms.compiled import compile_view
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 WINDOWED = [
@@ -55,9 +57,9 @@ def _assert_online_equals_offline(store: FeatureStore, features: list[str], at: 
 
 
 def test_latest_rows_take_each_entitys_latest_row_and_keep_a_table_of_current_values(
-    store: FeatureStore,
+    example_repo: Path,
 ) -> None:
-    plan = store.plans["card_profile"]
+    plan = compile_view(load_repo(example_repo).views["card_profile"])
     events = pl.DataFrame({
         "card_id": ["a", "b", "a", "a", "a"],
         "__event_us": [5, 1, 5, 3, 5],
