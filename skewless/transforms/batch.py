@@ -111,7 +111,21 @@ def _computing(plan: ViewPlan) -> Iterator[None]:
 
 def _arrow(frame: pl.DataFrame) -> pa.Table:
     """``frame`` for DuckDB to scan, with its strings as Arrow string views, polars' own layout:
-    no copy (plain Arrow strings cost a copy of every string, 0.01-0.03 s per 1M events)."""
+    no copy (plain Arrow strings cost a copy of every string, 0.01-0.03 s per 1M events).
+
+    Arrow's record batches need every column cut at the same rows, and polars copies the whole
+    frame into one piece when they are not. Events come from DuckDB in pieces, and a column
+    computed over all of them at once (the ranks) is one piece: cutting that column where the
+    first column is cut keeps the rest as it is (1M events: 0.065 s of copying saved)."""
+    lengths = frame.to_series(0).chunk_lengths() if frame.width else []
+    if len(lengths) > 1:
+        offsets = [sum(lengths[:i]) for i in range(len(lengths))]
+        frame = pl.DataFrame(
+            pl.concat([s.slice(o, n) for o, n in zip(offsets, lengths, strict=True)], rechunk=False)
+            if s.n_chunks() == 1
+            else s
+            for s in frame.iter_columns()
+        )
     return frame.to_arrow(compat_level=pl.CompatLevel.newest())
 
 

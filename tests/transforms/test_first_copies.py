@@ -1,15 +1,17 @@
 """Property: the batch executor's shortcuts for reading history decide exactly what the plain
 rules decide — copies found through hashes of their identity (whatever the hashes, collisions
-included), and arrival order checked instead of sorted."""
+included), arrival order checked instead of sorted, and events handed to DuckDB in the pieces
+they were read in."""
 
 from __future__ import annotations
 
 import polars as pl
+import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
 from skewless import Aggregation, FeatureView
-from skewless.transforms.batch import _in_arrival_order, first_copies
+from skewless.transforms.batch import _arrow, _in_arrival_order, first_copies
 from skewless.transforms.compiled import compile_view
 from tests.offline.test_batch_matches_oracle import account, source
 
@@ -66,3 +68,20 @@ def test_arrival_order_is_ingest_time_then_position(
     assert _in_arrival_order(frame).equals(frame.sort("__ingest_us", "__ord"))
     in_order = frame.sort("__ingest_us", "__ord")
     assert _in_arrival_order(in_order).equals(in_order)
+
+
+@given(events, st.lists(st.integers(1, 10), max_size=4))
+def test_events_reach_duckdb_whole_and_in_their_pieces(rows: Rows, cuts: list[int]) -> None:
+    """Events read in pieces, every column cut at the same rows (DuckDB's record batches), keep
+    them; a column computed in one piece (a rank) is cut where they are, not the whole frame
+    copied into one piece. Either way the values are the frame's."""
+    frame = _frame(rows)
+    pieces = [frame.slice(sum(cuts[:i]), n) for i, n in enumerate(cuts)] + [frame.slice(sum(cuts))]
+    read = pl.from_arrow(pa.concat_tables(p.to_arrow() for p in pieces), rechunk=False)
+    assert isinstance(read, pl.DataFrame)
+    cut_at = {tuple(column.chunk_lengths()) for column in read.iter_columns()}  # polars may join small pieces
+    ranked = read.with_columns(rank=pl.col("__ord").arg_sort().arg_sort())
+    table = _arrow(ranked)
+    assert pl.from_arrow(table).equals(ranked)
+    if len(cut_at) == 1 and rows:
+        assert all(column.num_chunks == len(next(iter(cut_at))) for column in table.columns)
