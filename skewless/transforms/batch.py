@@ -9,6 +9,7 @@ Arrow to compute every window for every entity row in one SQL statement per view
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,11 +120,9 @@ def _arrow(frame: pl.DataFrame) -> pa.Table:
     first column is cut keeps the rest as it is (1M events: 0.065 s of copying saved)."""
     lengths = frame.to_series(0).chunk_lengths() if frame.width else []
     if len(lengths) > 1:
-        offsets = [sum(lengths[:i]) for i in range(len(lengths))]
+        pieces = list(zip(itertools.accumulate(lengths[:-1], initial=0), lengths, strict=True))
         frame = pl.DataFrame(
-            pl.concat([s.slice(o, n) for o, n in zip(offsets, lengths, strict=True)], rechunk=False)
-            if s.n_chunks() == 1
-            else s
+            pl.concat([s.slice(start, n) for start, n in pieces], rechunk=False) if s.n_chunks() == 1 else s
             for s in frame.iter_columns()
         )
     return frame.to_arrow(compat_level=pl.CompatLevel.newest())
