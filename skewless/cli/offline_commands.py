@@ -108,7 +108,12 @@ def training_set(
     ] = None,
     repo: RepoOption = None,
 ) -> None:
-    """Build a point-in-time correct training set and record it in the metadata DB."""
+    """Build a point-in-time correct training set and record it in the metadata DB.
+
+    The first training set over a windowed view's history keeps it prepared in
+    .skewless/prepared/ (events and tiles, rebuilt when the data or the repo's code change), so
+    later ones start from there; delete that directory to reclaim the space.
+    """
     if bool(features) == bool(feature_service):
         raise ConfigError("give --features (one or more view:feature) or --feature-service NAME, not both.")
     store = FeatureStore(settings=Settings.load(repo))

@@ -22,11 +22,10 @@ from types import CodeType, ModuleType
 
 from skewless._errors import DefinitionError
 from skewless.repo.feast_export import EXPOSED_MARKER
+from skewless.repo.files import definition_files
 from skewless.transforms import Entity, EventSource, FeatureService, FeatureView, PlainView, View
 
 __all__ = ["Repo", "load_repo"]
-
-_SKIPPED_DIRS = {"data", "__pycache__", ".skewless", ".venv", "tests"}
 
 
 @dataclass(frozen=True)
@@ -54,16 +53,6 @@ class Repo:
                 f"Unknown view '{name}'; this repo declares: {', '.join(sorted(self.views)) or 'none'}."
             )
         return self.views[name]
-
-
-def _repo_files(root: Path) -> list[Path]:
-    return sorted(
-        path
-        for path in root.rglob("*.py")
-        if not any(
-            part in _SKIPPED_DIRS or part.startswith(".") for part in path.relative_to(root).parts[:-1]
-        )
-    )
 
 
 class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
@@ -151,7 +140,7 @@ def _collect(kind: type, found: dict[str, object], obj: object, where: str, plac
 def load_repo(root: Path) -> Repo:
     """Import every Python file under ``root`` and collect its entities, sources and views."""
     root = root.resolve()
-    files = _repo_files(root)
+    files = definition_files(root)
     _forget_modules(root, files)
     entities: dict[str, object] = {}
     sources: dict[str, object] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -205,20 +206,33 @@ def _batch(
     row_chunk: int = ROW_CHUNK,
     sweep: bool | None = None,
     buckets: bool | None = None,
+    prepared: bool = False,
 ) -> pl.DataFrame:
     """``events`` written as the source's history, then ``view`` computed by the batch executor
     (``only`` those of its features, as a training set asking for them computes them; rows in
     chunks of ``row_chunk``; by a sweep or the join, joined with or without time buckets, or as
-    the executor chooses)."""
-    _write(events, tmp_path / "payments.parquet")
-    executor = BatchExecutor(
-        tmp_path, tile_ratio=tile_ratio, row_chunk=row_chunk, sweep=sweep, buckets=buckets
-    )
+    the executor chooses). ``prepared``: the history is old enough to keep a prepared history
+    (transforms/prepared.py); the view is computed twice, keeping it and then reading it, and
+    both must agree."""
+    history = tmp_path / "payments.parquet"
+    _write(events, history)
+    if prepared:
+        settled_ns = time.time_ns() - 60_000_000_000  # unique per example: tmp_path is reused
+        os.utime(history, ns=(settled_ns, settled_ns))
     plan = compile_view(view) if only is None else restricted(compile_view(view), only)
-    try:
-        return executor.compute(plan, _rows(rows), as_available=as_available)
-    finally:
-        executor.close()
+    results = []
+    for _ in range(2 if prepared else 1):
+        executor = BatchExecutor(
+            tmp_path, tile_ratio=tile_ratio, row_chunk=row_chunk, sweep=sweep, buckets=buckets
+        )
+        try:
+            results.append(executor.compute(plan, _rows(rows), as_available=as_available))
+        finally:
+            executor.close()
+    assert all(r.equals(results[0]) for r in results), "read back from the prepared history, values changed"
+    if prepared and plan.kind == "feature_view":
+        assert list((tmp_path / ".skewless" / "prepared" / plan.name).glob("*/events-*.arrow"))
+    return results[0]
 
 
 @settings(
@@ -236,6 +250,7 @@ def _batch(
     row_chunk=st.sampled_from([ROW_CHUNK, 4]),  # several chunks share relations built once
     sweep=st.sampled_from([None, True, False]),  # window functions, or the join
     buckets=st.sampled_from([None, True, False]),  # the join's time buckets
+    prepared=st.booleans(),  # from a prepared history, or events read for the rows
 )
 @example(
     events=NULL_IDS_AND_A_COPY,
@@ -247,6 +262,7 @@ def _batch(
     row_chunk=1,  # and each row a chunk of its own
     sweep=False,
     buckets=True,
+    prepared=True,
 )
 @example(  # the far edge of the longest window: the earliest event any row can see (§4)
     events=[_payment("a", 0, "e1", 95.0, 0), _payment("a", 170, "e2", 1.0, 1)],
@@ -258,6 +274,7 @@ def _batch(
     row_chunk=ROW_CHUNK,
     sweep=True,
     buckets=None,
+    prepared=False,
 )
 def test_feature_view_equals_oracle(
     tmp_path: Path,
@@ -270,11 +287,14 @@ def test_feature_view_equals_oracle(
     row_chunk: int,
     sweep: bool | None,
     buckets: bool | None,
+    prepared: bool,
 ) -> None:
     if not events:
         return
     view = _view(ttl)
-    result = _batch(tmp_path, events, view, rows, as_available, tile_ratio, only, row_chunk, sweep, buckets)
+    result = _batch(
+        tmp_path, events, view, rows, as_available, tile_ratio, only, row_chunk, sweep, buckets, prepared
+    )
     truth = oracle.counted(_with_derived(events), LATENESS)
     for i, (key, t) in enumerate(rows):
         for agg in [a for a in view.aggregations if only is None or a.name in only]:
