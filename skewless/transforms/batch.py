@@ -259,14 +259,15 @@ class BatchExecutor:
         ``rows`` has ``__row`` (an integer id), the view's join keys and ``__t`` (event time in
         µs since the epoch). The result has ``__row`` and one column per feature, in row order.
         ``events`` lets a caller that computes many batches (a backfill) read history once;
-        without it a windowed view reads its prepared history (prepared.py) when it can, all of
-        it, else the events the rows can see.
+        without it a windowed view reads its prepared history (prepared.py) when it can, else
+        the events the rows can see.
         """
-        prepared = self._prepared(plan) if events is None else None
+        since_us = _since_us(plan, rows)
+        prepared = self._prepared(plan, since_us) if events is None and rows.height else None
         if prepared is not None:
             events = self._prepared_events(plan, prepared)
         elif events is None:
-            events = self.events(plan, since_us=_since_us(plan, rows), until_us=int(rows["__t"].max()))  # type: ignore[arg-type]
+            events = self.events(plan, since_us=since_us, until_us=int(rows["__t"].max()))  # type: ignore[arg-type]
         self.connection.register("__events", _arrow(events))
         built: list[str] = []
         try:
@@ -282,8 +283,9 @@ class BatchExecutor:
         frame = pl.concat(parts) if parts else pl.DataFrame()
         return frame.cast(dict(plan.features))  # type: ignore[arg-type]
 
-    def _prepared(self, plan: ViewPlan) -> PreparedHistory | None:
-        """The prepared history of a windowed view over parquet history, if it may be kept."""
+    def _prepared(self, plan: ViewPlan, since_us: int | None) -> PreparedHistory | None:
+        """The prepared history of a windowed view over parquet history that holds the events
+        from ``since_us`` on, if it may be kept."""
         source = plan.source
         if self.prepared_root is None or plan.kind != "feature_view" or source.path is None:
             return None
@@ -291,18 +293,19 @@ class BatchExecutor:
         history = self.repo_root / source.path
         files = sorted(history.parent.glob(history.name))
         files += sorted((self.repo_root / source.stream_history).glob("*.parquet"))
-        return PreparedHistory.open(self.prepared_root, plan, files, definition_files(self.repo_root))
+        definitions = definition_files(self.repo_root)
+        return PreparedHistory.open(self.prepared_root, plan, files, definitions, since_us)
 
     def _prepared_events(self, plan: ViewPlan, prepared: PreparedHistory) -> pl.DataFrame:
-        """All of the view's counted events, transformed and ranked: from ``prepared``, else
-        computed and kept there. Ranks over all history order any part of it as they would that
-        part alone, and tiles outside a row's reach are never read, so every training set can
-        start from the whole."""
+        """The view's counted events from where ``prepared`` starts, transformed and ranked:
+        from ``prepared``, else computed and kept there. Ranks over them order any part of them
+        as they would that part alone, and tiles outside a row's reach are never read, so every
+        training set whose rows reach no further back can start from them."""
         columns = _prepared_columns(plan)
         part = f"events-{digest(*columns)}"
         table = prepared.read(part)
         if table is None:
-            table = _arrow(self.events(plan).select(columns))
+            table = _arrow(self.events(plan, since_us=prepared.since_us).select(columns))
             prepared.write(part, table)
         events = pl.from_arrow(table)
         assert isinstance(events, pl.DataFrame)

@@ -10,9 +10,14 @@ definition version, the text of the repo's Python files (a constant a transform 
 its meaning), the versions of skewless, polars and DuckDB, and each history file's path, size,
 modification time and inode. File times are coarse — a rewrite within one clock tick can keep
 them — so history with a file modified in the last ``SETTLE_SECONDS`` is not prepared on disk:
-it is still being written, and the name could not tell its versions apart. Each view keeps one
-entry; writing to a new one removes the others. An entry that cannot be written is skipped, with
-a warning: it only saves time.
+it is still being written, and the name could not tell its versions apart.
+
+An entry holds the events from a UTC midnight on (or all of them): those the training set that
+wrote it could see, since events before its earliest row's reach never matter
+(``batch_sql.history_reach_us``). A later training set uses it if its rows reach no further
+back, so an entry never costs more memory than the training set that wrote it; one that reaches
+further back writes a new entry. Each view keeps one entry; writing to a new one removes the
+others. An entry that cannot be written is skipped, with a warning: it only saves time.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ __all__ = ["SETTLE_SECONDS", "PreparedHistory"]
 
 #: History files modified more recently than this are not trusted to a name (see above).
 SETTLE_SECONDS = 2.0
+_DAY_US = 86_400_000_000
 
 _log = logging.getLogger(__name__)
 
@@ -64,18 +70,35 @@ def _history_name(plan: ViewPlan, files: Sequence[Path], definitions: Sequence[P
 
 @dataclass(frozen=True)
 class PreparedHistory:
-    """One view's entry: parts (Arrow IPC files) by name, in ``directory``."""
+    """One view's entry: parts (Arrow IPC files) by name, in ``directory``, built from the
+    events of event time ``since_us`` on (None: all)."""
 
     directory: Path
+    since_us: int | None
 
     @classmethod
     def open(
-        cls, root: Path, plan: ViewPlan, files: Sequence[Path], definitions: Sequence[Path]
+        cls,
+        root: Path,
+        plan: ViewPlan,
+        files: Sequence[Path],
+        definitions: Sequence[Path],
+        since_us: int | None,
     ) -> PreparedHistory | None:
         """The entry under ``root`` for ``plan`` over the history ``files``, given the repo's
-        ``definitions``; None when the history is still being written."""
+        ``definitions``, that holds every event from ``since_us`` on (None: all): the kept one
+        if it starts no later, else a new one from that day's midnight. None when the history
+        is still being written."""
         name = _history_name(plan, files, definitions)
-        return None if name is None else cls(root / plan.name / name)
+        if name is None:
+            return None
+        view = root / plan.name
+        for directory in view.glob(f"{name}@*") if view.is_dir() else []:
+            start = directory.name.split("@")[1]
+            if start == "all" or (since_us is not None and int(start) <= since_us):
+                return cls(directory, None if start == "all" else int(start))
+        start_us = None if since_us is None else since_us - since_us % _DAY_US
+        return cls(view / f"{name}@{'all' if start_us is None else start_us}", start_us)
 
     def read(self, part: str) -> pa.Table | None:
         """The part, memory-mapped (no copy), or None if it was not written (or cannot be read)."""
