@@ -22,6 +22,7 @@ others. An entry that cannot be written is skipped, with a warning: it only save
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -55,11 +56,15 @@ def digest(*texts: str) -> str:
 
 
 def _history_name(plan: ViewPlan, files: Sequence[Path], definitions: Sequence[Path]) -> str | None:
-    """The entry's name for ``plan`` over ``files``, or None while one of them may still change."""
+    """The entry's name for ``plan`` over ``files``, or None while one of them may still change
+    (or was just removed)."""
     settled = time.time() - SETTLE_SECONDS
     stats = []
     for path in files:
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
         if stat.st_mtime > settled:
             return None
         stats.append([str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino])
@@ -110,14 +115,16 @@ class PreparedHistory:
     def write(self, part: str, table: pa.Table) -> None:
         """Keep ``table`` as the part; the view's other entries are removed. Atomic: a reader
         sees the whole part or none."""
+        temporary = self.directory / f".{part}.{uuid.uuid4().hex}.tmp"  # one per writer
         try:
             self._clear_others()
             self.directory.mkdir(parents=True, exist_ok=True)
-            temporary = self.directory / f".{part}.{uuid.uuid4().hex}.tmp"  # one per writer
             with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
                 writer.write_table(table)
             os.replace(temporary, self.directory / f"{part}.arrow")
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)  # a disk that filled up gets its space back
             _log.warning(
                 "prepared history of %s not kept (%s); training sets will prepare it again",
                 self.directory,

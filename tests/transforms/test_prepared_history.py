@@ -53,9 +53,10 @@ def _entries(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / ".skewless" / "prepared" / PLAN.name).glob("*"))
 
 
-def test_history_still_being_written_is_not_kept(tmp_path: Path) -> None:
+def test_history_still_being_written_or_just_removed_is_not_kept(tmp_path: Path) -> None:
     history = _history(tmp_path, settled=False)
     assert PreparedHistory.open(tmp_path, PLAN, [history], [], None) is None
+    assert PreparedHistory.open(tmp_path, PLAN, [tmp_path / "removed.parquet"], [], None) is None
     _counts(tmp_path)
     assert _entries(tmp_path) == []
 
