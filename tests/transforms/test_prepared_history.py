@@ -15,6 +15,7 @@ import pytest
 from skewless.transforms.batch import BatchExecutor
 from skewless.transforms.compiled import compile_view
 from skewless.transforms.prepared import PreparedHistory
+from tests import oracle
 from tests.offline.test_batch_matches_oracle import MINUTE, T0, _payment, _rows, _view, _write
 
 PLAN = compile_view(_view(90))
@@ -27,7 +28,7 @@ def _settle(path: Path, seconds_ago: int = 60) -> None:
     os.utime(path, ns=(settled_ns, settled_ns))
 
 
-def _history(tmp_path: Path, events: list = EVENTS, *, settled: bool = True) -> Path:  # type: ignore[type-arg]
+def _history(tmp_path: Path, events: list[oracle.Event] = EVENTS, *, settled: bool = True) -> Path:
     path = tmp_path / "payments.parquet"
     _write(events, path)
     if settled:
