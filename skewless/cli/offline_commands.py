@@ -46,7 +46,8 @@ def backfill(
 ) -> None:
     """Compute feature values at every event and write them to the offline store, one partition per UTC day.
 
-    Re-running a range replaces its days, so a backfill is idempotent.
+    Re-running a range replaces its days, so a backfill is idempotent. It keeps the events it
+    prepared in .skewless/prepared/, where training sets start from them.
     """
     store = FeatureStore(settings=Settings.load(repo))
     with Progress(

@@ -76,7 +76,7 @@ def backfill_view(
     # The first day's rows start at its midnight; they see events up to ``reach`` before it.
     since = _us(_midnight(start)) - reach if start is not None and reach is not None else None
     # In event-time order, so that a day's rows, and the events they can see, are slices.
-    events = executor.events(plan, since_us=since, until_us=_us(end) if end else None).sort("__event_us")
+    events = executor.history(plan, since_us=since, until_us=_us(end) if end else None).sort("__event_us")
     if events.is_empty():
         return BackfillResult(plan.name, 0, 0, start or datetime.now(UTC), end or datetime.now(UTC))
     times = events["__event_us"]

@@ -246,6 +246,22 @@ class BatchExecutor:
             return events
         return _with_order_ranks(plan, plan.transform(events) if plan.transform is not None else events)
 
+    def history(
+        self, plan: ViewPlan, *, since_us: int | None = None, until_us: int | None = None
+    ) -> pl.DataFrame:
+        """The view's counted events of event time ``since_us`` to ``until_us``, transformed and
+        ranked, as ``events`` gives them; for a windowed view over parquet history, only the
+        columns its SQL reads, from its prepared history (prepared.py), which is kept for the
+        next caller when it was not there. A backfill reads its history this way."""
+        prepared = self._prepared(plan, since_us)
+        if prepared is None:
+            return self.events(plan, since_us=since_us, until_us=until_us)
+        times = pl.col("__event_us")
+        bounds = [times >= since_us] if since_us is not None else []
+        bounds += [times <= until_us] if until_us is not None else []
+        events = self._prepared_events(plan, prepared)
+        return events.filter(*bounds) if bounds else events
+
     def compute(
         self,
         plan: ViewPlan,
