@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from skewless.metadata.models import MaterializationRun, Watermark, utcnow
 from skewless.offline.backfill import BackfillResult, backfill_view
 from skewless.offline.entity_rows import as_polars
 from skewless.offline.historical import get_historical_features
+from skewless.offline.landed import CompactionResult, compact_landed
 from skewless.offline.training_set import TrainingSet, record_training_set, write_frame
 from skewless.online.ingest import StreamIngestor
 from skewless.online.materialize import MaterializeResult, materialize_view
@@ -27,6 +29,7 @@ from skewless.online.read import OnlineRead, OnlineResult, prepare_read, read_on
 from skewless.repo.loader import Repo, load_repo
 from skewless.settings import Settings
 from skewless.stores.redis_connection import connect_redis, resolve_redis_url
+from skewless.stores.stream_trim import entry_position, first_needed
 from skewless.transforms.batch import BatchExecutor
 from skewless.transforms.compiled import ViewPlan, compile_view
 from skewless.transforms.services import FeatureService
@@ -186,6 +189,34 @@ class FeatureStore:
         if not chosen:
             raise DefinitionError("No source of this repo declares a stream=; nothing to ingest.")
         return StreamIngestor(self.redis, self.settings.repo, chosen, **options)
+
+    def compact(
+        self,
+        sources: Sequence[str] = (),
+        *,
+        settle: timedelta = timedelta(minutes=1),
+        on_file: Callable[[str, int, int], None] = lambda source, done, total: None,
+    ) -> dict[str, CompactionResult]:
+        """Merge the files `ingest` landed for ``sources`` (default: every streamed source) into
+        few large ones (offline/landed.py): only files older than ``settle`` holding entries
+        every consumer group has acknowledged. What readers see does not change."""
+        streamed = {name: source for name, source in self.repo.sources.items() if source.stream}
+        unknown = sorted(set(sources) - set(streamed))
+        if unknown:
+            raise DefinitionError(
+                f"No stream for source(s) {', '.join(unknown)}; streamed sources: {', '.join(sorted(streamed)) or 'none'}."
+            )
+        results = {}
+        for name in sources or sorted(streamed):
+            source = streamed[name]
+            needed = first_needed(self.redis, str(source.stream))
+            results[name] = compact_landed(
+                self.settings.repo / source.stream_history,
+                acknowledged_before=None if needed is None else entry_position(needed),
+                settled_before=time.time() - settle.total_seconds(),
+                on_file=functools.partial(on_file, name),
+            )
+        return results
 
     def _watermark(self, view: str) -> int | None:
         with self.database.session() as session:

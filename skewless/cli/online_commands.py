@@ -1,8 +1,10 @@
-"""``materialize`` and ``ingest``: fill the online store from history and from streams."""
+"""``materialize``, ``ingest`` and ``compact``: fill the online store from history and from
+streams, and keep the streams' offline history in few files."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -11,8 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from skewless.cli._common import RepoOption, console, err_console, stop_requested
 from skewless.feature_store import FeatureStore
 from skewless.settings import Settings
+from skewless.transforms.durations import parse_duration
 
-__all__ = ["ingest", "materialize"]
+__all__ = ["compact", "ingest", "materialize"]
 
 
 def materialize(
@@ -35,18 +38,25 @@ def materialize(
         TimeElapsedColumn(),
         console=err_console,
     ) as progress:
-        tasks: dict[str, TaskID] = {}
-
-        def on_progress(view: str, done: int, total: int) -> None:
-            if view not in tasks:
-                tasks[view] = progress.add_task(f"materialize {view}", total=total)
-            progress.update(tasks[view], completed=done, total=total)
-
-        results = store.materialize(views or (), incremental=incremental, on_progress=on_progress)
+        results = store.materialize(
+            views or (), incremental=incremental, on_progress=_bars(progress, "materialize")
+        )
     for result in results:
         unit = "events" if store.repo.view(result.view).spec()["kind"] == "feature_view" else "rows"
         console.print(f"{result.view}: wrote {result.written:,} {unit} to Redis.")
     store.close()
+
+
+def _bars(progress: Progress, verb: str) -> Callable[[str, int, int], None]:
+    """A progress callback ``(name, done, total)`` that shows a bar per name, "<verb> <name>"."""
+    tasks: dict[str, TaskID] = {}
+
+    def update(name: str, done: int, total: int) -> None:
+        if name not in tasks:
+            tasks[name] = progress.add_task(f"{verb} {name}", total=total)
+        progress.update(tasks[name], completed=done, total=total)
+
+    return update
 
 
 def ingest(
@@ -99,3 +109,33 @@ def _report(ingestor: object) -> None:
         f"events {stats.events:,} · applied {stats.applied:,} · duplicates {stats.duplicates:,} · "
         f"dead-lettered {stats.dead_lettered:,} · lag {sum(lag.values()):,}"
     )
+
+
+def compact(
+    sources: Annotated[
+        list[str] | None, typer.Argument(help="Streamed sources to compact (default: all of them).")
+    ] = None,
+    settle: Annotated[
+        str,
+        typer.Option(help="Leave files younger than this alone (ingest may still replace them), e.g. 1m."),
+    ] = "1m",
+    repo: RepoOption = None,
+) -> None:
+    """Merge the small files `ingest` lands (one per batch) into few large ones.
+
+    Only files whose entries every consumer group has acknowledged are merged, so safe while
+    `ingest` runs; readers see the same events before, during and after, even if it is stopped
+    half-way. Run it from `skewless scheduler --compact-every`, or now and then.
+    """
+    settle_for = parse_duration(settle, what="--settle", allow_zero=True)
+    store = FeatureStore(settings=Settings.load(repo))
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console
+    ) as progress:
+        results = store.compact(sources or (), settle=settle_for, on_file=_bars(progress, "compact"))
+    for source, result in results.items():
+        console.print(
+            f"{source}: {result.files_before:,} landed files → {result.files_after:,} "
+            f"({result.merged_events:,} events merged)."
+        )
+    store.close()

@@ -10,19 +10,30 @@ from __future__ import annotations
 
 import redis
 
-__all__ = ["entry_position", "trim_acknowledged"]
+__all__ = ["entry_position", "first_needed", "trim_acknowledged"]
 
 
 def trim_acknowledged(client: redis.Redis, stream: str) -> None:
-    """Delete the entries every consumer group of ``stream`` has acknowledged. A group still
-    needs its oldest pending entry and all after it, or, with none pending, the entries after
-    the last it was given (a group that has read nothing keeps the whole stream)."""
+    """Delete the entries every consumer group of ``stream`` has acknowledged."""
+    needed = first_needed(client, stream)
+    if needed is not None:
+        client.xtrim(stream, minid=needed, approximate=False)
+
+
+def first_needed(client: redis.Redis, stream: str) -> bytes | str | None:
+    """The first entry of ``stream`` a consumer group may still be given (None: no group, so
+    none). A group still needs its oldest pending entry and all after it, or, with none pending,
+    the last it was given and all after it (a group that has read nothing needs the whole
+    stream); every entry before the earliest of these is acknowledged by all."""
+    try:
+        groups = client.xinfo_groups(stream)
+    except redis.ResponseError:  # no such stream: nobody can be given anything
+        return None
     needed = []
-    for group in client.xinfo_groups(stream):
+    for group in groups:
         oldest = client.xpending(stream, group["name"])["min"] if group["pending"] else None
         needed.append(oldest or group["last-delivered-id"])
-    if needed:
-        client.xtrim(stream, minid=min(needed, key=entry_position), approximate=False)
+    return min(needed, key=entry_position) if needed else None
 
 
 def entry_position(entry_id: bytes | str) -> tuple[int, int]:

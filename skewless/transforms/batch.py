@@ -18,6 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 from skewless._errors import ExecutionError
+from skewless.offline.landed import landed_files
 from skewless.repo.files import definition_files
 from skewless.transforms.batch_sql import (
     history_reach_us,
@@ -180,8 +181,8 @@ class BatchExecutor:
         source = plan.source
         if source.path is not None:
             path = self.repo_root / source.path
-            if not any(path.parent.glob(path.name)) and not any(
-                (self.repo_root / source.stream_history).glob("*.parquet")
+            if not any(path.parent.glob(path.name)) and not landed_files(
+                self.repo_root / source.stream_history
             ):
                 raise ExecutionError(
                     f"view '{plan.name}': no history at {path} for source '{source.name}'; "
@@ -204,11 +205,10 @@ class BatchExecutor:
             return f"SELECT {columns}, rowid AS __ord, NULL::VARCHAR AS __entry FROM offline.{quote(str(source.table))}"
         history = self.repo_root / source.path
         paths = [str(history)] if any(history.parent.glob(history.name)) else []
-        streamed = self.repo_root / source.stream_history
-        entry = "NULL::VARCHAR AS __entry"
-        if any(streamed.glob("*.parquet")):
-            paths.append(str(streamed / "*.parquet"))
-            entry = "__entry"  # landed stream files carry it (union_by_name: null in the others)
+        landed = landed_files(self.repo_root / source.stream_history)
+        paths += [str(path) for path in landed]
+        # Landed stream files carry the entry (union_by_name: null in the others).
+        entry = "__entry" if landed else "NULL::VARCHAR AS __entry"
         listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
         return (
             f"SELECT {columns}, (file_index::BIGINT << 40) + file_row_number AS __ord, {entry} "
@@ -308,7 +308,7 @@ class BatchExecutor:
         self.validate(plan)
         history = self.repo_root / source.path
         files = sorted(history.parent.glob(history.name))
-        files += sorted((self.repo_root / source.stream_history).glob("*.parquet"))
+        files += landed_files(self.repo_root / source.stream_history)
         definitions = definition_files(self.repo_root)
         return PreparedHistory.open(self.prepared_root, plan, files, definitions, since_us)
 

@@ -146,11 +146,13 @@ entity_rows = st.lists(
 )
 
 
-def _write(events: list[oracle.Event], path: Path) -> None:
+def _frame(events: list[oracle.Event]) -> pl.DataFrame:
+    """``events`` as the source's rows."""
+
     def ts(us: int | None) -> datetime | None:
         return None if us is None else datetime.fromtimestamp((T0 + us) / 1_000_000, UTC)
 
-    pl.DataFrame(
+    return pl.DataFrame(
         {
             "event_id": [e.event_id for e in events],
             "account": [e.key for e in events],
@@ -161,7 +163,11 @@ def _write(events: list[oracle.Event], path: Path) -> None:
             "ingest_time": [ts(e.ingest_us) for e in events],
         },
         schema=source.columns,
-    ).write_parquet(path)
+    )
+
+
+def _write(events: list[oracle.Event], path: Path) -> None:
+    _frame(events).write_parquet(path)
 
 
 def _with_derived(events: list[oracle.Event]) -> list[oracle.Event]:

@@ -18,7 +18,7 @@ import pytest
 
 from skewless import ExecutionError
 from skewless.feature_store import FeatureStore
-from skewless.online.ingest import dead_letter_stream
+from skewless.online.ingest import GROUP, dead_letter_stream
 from skewless.settings import Settings
 from skewless.stores.stream_trim import trim_acknowledged
 
@@ -242,3 +242,27 @@ def test_the_stream_keeps_only_what_a_consumer_group_still_needs(
     assert left[: len(unacknowledged.entries)] == [entry_id for entry_id, _ in unacknowledged.entries]
     ingestor._finish(unacknowledged)
     assert ingestor.stats.events == 1_155
+
+
+def test_compaction_merges_acknowledged_landed_files_and_changes_nothing_read(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    store.push("transactions", _events(300))
+    ingestor = store.ingestor(batch_size=25)
+    for _ in range(4):
+        ingestor.step()
+    # Another consumer reads a batch and never acknowledges it: it could land later, anywhere.
+    [(_, stuck)] = store.redis.xreadgroup(GROUP, "stuck", {"transactions": ">"}, count=25)
+    while ingestor.step():
+        pass
+    landed = example_repo / "data" / "stream" / "transactions"
+    before = sorted(landed.glob("*.parquet"))
+    first_stuck = stuck[0][0].decode().replace("-", "_")
+    later = [
+        p for p in before if tuple(map(int, p.stem.split("_"))) > tuple(map(int, first_stuck.split("_")))
+    ]
+    result = store.compact(settle=timedelta(0))["transactions"]
+    assert (result.files_before, result.files_after) == (len(before), 1 + len(later))
+    assert len(before) - len(later) >= 2
+    _assert_online_equals_offline(store)
