@@ -16,6 +16,7 @@ numbers), which is the order their rows get ``__ord`` in (transforms/batch.py).
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,14 +151,14 @@ def _groups(eligible: list[_Landed], files: list[Path]) -> list[list[_Landed]]:
     """Consecutive runs of ``eligible`` of about ``MAX_ROWS`` events, each of two files or more,
     whose last entry comes before the next file's first: a merged file's name must cover no
     file outside it (an entry lands out of order when a claimed batch lands again)."""
-    following = dict(zip(files, [_span(f) for f in files[1:]] + [None], strict=True))
+    following = {path: _span(after) for path, after in itertools.pairwise(files)}  # the last: none
     groups: list[list[_Landed]] = []
     current: list[_Landed] = []
     rows, last = 0, (-1, -1)
     for landed in eligible:
         current.append(landed)
         rows, last = rows + landed.frame.height, max(last, landed.last)
-        after = following[landed.path]
+        after = following.get(landed.path)
         closed = after is None or last < after[0]
         if closed and (rows >= MAX_ROWS or landed is eligible[-1]):
             if len(current) > 1:

@@ -1,4 +1,4 @@
-"""``skewless training-set`` and ``skewless backfill`` as users run them."""
+"""``skewless training-set``, ``skewless backfill`` and ``skewless compact`` as users run them."""
 
 from __future__ import annotations
 
@@ -138,3 +138,39 @@ def test_bad_date_is_one_line(example_repo: Path, sqlite_url: str) -> None:
         result.stderr.strip()
         == "error: --start 'yesterday' is not an ISO date or time, e.g. 2026-11-01 or 2026-11-01T12:00Z."
     )
+
+
+def test_compact_merges_landed_files_and_names_unknown_sources(
+    example_repo: Path, sqlite_url: str, isolated_redis_url: str
+) -> None:
+    landed = example_repo / "data" / "stream" / "transactions"
+    landed.mkdir(parents=True)
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    for first in (0, 2, 4):
+        pl.DataFrame(
+            {
+                "event_id": [f"e{first}", f"e{first + 1}"],
+                "card_id": ["c000001", "c000002"],
+                "merchant_id": ["m1", "m2"],
+                "amount": [1.0, 2.0],
+                "currency": ["USD", "EUR"],
+                "event_time": [at, at],
+                "ingest_time": [at, at],
+                "__entry": [f"1000-{first}", f"1000-{first + 1}"],
+            }
+        ).write_parquet(landed / f"1000_{first}.parquet")
+    env = {**os.environ, "SKEWLESS_DATABASE_URL": sqlite_url, "REDIS_URL": isolated_redis_url}
+
+    def compact(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [SKEWLESS, "compact", *args, "--settle", "0s", "--repo", str(example_repo)]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    result = compact()
+    assert result.returncode == 0, result.stderr
+    assert "transactions: 3 landed files → 1 (6 events merged)." in result.stdout
+    assert [p.name for p in landed.iterdir()] == ["1000_0~1000_5.parquet"]
+    unknown = compact("card_profiles")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().splitlines() == [
+        "error: No stream for source(s) card_profiles; streamed sources: transactions."
+    ]

@@ -98,6 +98,12 @@ def test_compaction_changes_nothing_readers_see(
         assert len(list(landed.iterdir())) == 1
 
 
+def test_a_source_with_nothing_landed_compacts_to_nothing(tmp_path: Path) -> None:
+    for directory in (tmp_path, tmp_path / "never-created"):
+        result = compact_landed(directory, acknowledged_before=None, settled_before=time.time())
+        assert (result.files_before, result.files_after, result.merged_events) == (0, 0, 0)
+
+
 def test_entries_that_may_be_delivered_again_and_young_files_are_left(tmp_path: Path) -> None:
     events = [oracle.Event("a", MINUTE * i, MINUTE * i, f"e{i}", {"amount": 1.0, "units": 1, "shop": "s"}, i) for i in range(20)]  # fmt: skip
     _land(tmp_path, events, WITH_IDS, 5)  # 1000_0, 1000_5, 1000_10, 1000_15
