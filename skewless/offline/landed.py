@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,12 +103,13 @@ def compact_landed(
     ``acknowledged_before`` (None: no entry can be delivered again) and that were written
     before ``settled_before`` (a time as ``os.stat`` gives it: ``ingest`` may be replacing a
     newer one), into files of about ``MAX_ROWS`` events. ``on_file(done, total)`` follows the
-    files read. Files a merged one covers (left by a compaction that stopped) are deleted."""
+    files read. Files a merged one covers (left by a compaction that stopped) are deleted. One
+    merged file's rows are in memory at a time."""
     files, covered = _sorted(directory)
     for path in covered:
         path.unlink(missing_ok=True)
-    groups = _groups(_eligible(files, acknowledged_before, settled_before, on_file), files)
-    for group in groups:
+    merged = written = events = 0
+    for group in _groups(_eligible(files, acknowledged_before, settled_before, on_file), files):
         target = directory / f"{_name(group[0].first)}~{_name(max(f.last for f in group))}.parquet"
         temporary = target.with_suffix(".tmp")
         pl.concat([f.frame for f in group], how="diagonal_relaxed").write_parquet(temporary)
@@ -116,9 +117,9 @@ def compact_landed(
         for landed in group:
             if landed.path != target:
                 landed.path.unlink(missing_ok=True)
-    merged = sum(len(group) for group in groups)
-    events = sum(f.frame.height for group in groups for f in group)
-    return CompactionResult(len(files), len(files) - merged + len(groups), events)
+        merged, written = merged + len(group), written + 1
+        events += sum(f.frame.height for f in group)
+    return CompactionResult(len(files), len(files) - merged + written, events)
 
 
 def _eligible(
@@ -126,11 +127,10 @@ def _eligible(
     acknowledged_before: Position | None,
     settled_before: float,
     on_file: Callable[[int, int], None],
-) -> list[_Landed]:
-    """The leading files that may be merged, with their rows: landed (a name ``ingest`` gives),
-    settled, and holding only acknowledged entries."""
-    eligible = []
-    for path in files:
+) -> Iterator[_Landed]:
+    """The leading files that may be merged, with their rows, as they are read: landed (a name
+    ``ingest`` gives), settled, and holding only acknowledged entries."""
+    for done, path in enumerate(files, 1):
         span = _span(path)
         try:
             if span is None or path.stat().st_mtime >= settled_before:
@@ -142,26 +142,25 @@ def _eligible(
         last = max(zip(entries["field_0"], entries["field_1"], strict=True), default=span[1])
         if acknowledged_before is not None and last >= acknowledged_before:
             break
-        eligible.append(_Landed(path, frame, span[0], last))
-        on_file(len(eligible), len(files))
-    return eligible
+        on_file(done, len(files))
+        yield _Landed(path, frame, span[0], last)
 
 
-def _groups(eligible: list[_Landed], files: list[Path]) -> list[list[_Landed]]:
+def _groups(eligible: Iterable[_Landed], files: list[Path]) -> Iterator[list[_Landed]]:
     """Consecutive runs of ``eligible`` of about ``MAX_ROWS`` events, each of two files or more,
     whose last entry comes before the next file's first: a merged file's name must cover no
     file outside it (an entry lands out of order when a claimed batch lands again)."""
     following = {path: _span(after) for path, after in itertools.pairwise(files)}  # the last: none
-    groups: list[list[_Landed]] = []
     current: list[_Landed] = []
-    rows, last = 0, (-1, -1)
+    rows, last, closed = 0, (-1, -1), False
     for landed in eligible:
         current.append(landed)
         rows, last = rows + landed.frame.height, max(last, landed.last)
         after = following.get(landed.path)
         closed = after is None or last < after[0]
-        if closed and (rows >= MAX_ROWS or landed is eligible[-1]):
+        if closed and rows >= MAX_ROWS:
             if len(current) > 1:
-                groups.append(current)
+                yield current
             current, rows, last = [], 0, (-1, -1)
-    return groups
+    if closed and len(current) > 1:
+        yield current

@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 
 import polars as pl
+import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from skewless import Aggregation, EventSource, FeatureView
+from skewless.offline import landed as landed_module
 from skewless.offline.landed import compact_landed, landed_files
 from skewless.stores.stream_trim import first_needed
 from skewless.transforms.batch import BatchExecutor
@@ -143,3 +145,21 @@ def test_the_first_entry_a_group_may_still_be_given(isolated_redis_url: str) -> 
     assert first_needed(client, "s") == ids[1]
     client.xack("s", "g", ids[1])
     assert first_needed(client, "s") == ids[1]  # none pending: the last given, and after
+
+
+def test_a_long_run_is_merged_into_files_of_about_max_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(landed_module, "MAX_ROWS", 4)
+    events = [oracle.Event("a", MINUTE * i, MINUTE * i, f"e{i}", {"amount": 1.0, "units": 1, "shop": "s"}, i) for i in range(20)]  # fmt: skip
+    repo = tmp_path / "repo"
+    _land(repo / WITH_IDS.stream_history, events, WITH_IDS, 2)
+    before = _read(repo, WITH_IDS)
+    result = compact_landed(
+        repo / WITH_IDS.stream_history, acknowledged_before=None, settled_before=time.time() + 1
+    )
+    assert (result.files_before, result.files_after, result.merged_events) == (10, 5, 20)
+    stems = [p.stem for p in landed_files(repo / WITH_IDS.stream_history)]
+    assert stems == [f"1000_{i}~1000_{i + 3}" for i in range(0, 20, 4)]
+    after = _read(repo, WITH_IDS)
+    assert after[0].equals(before[0]) and after[1].equals(before[1])
