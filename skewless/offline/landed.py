@@ -24,6 +24,8 @@ from pathlib import Path
 
 import polars as pl
 
+from skewless.stores.stream_trim import entry_position
+
 __all__ = ["CompactionResult", "compact_landed", "landed_files"]
 
 Position = tuple[int, int]
@@ -40,16 +42,11 @@ class CompactionResult:
     merged_events: int
 
 
-def _position(stem: str) -> Position:
-    millis, sequence = stem.split("_")
-    return int(millis), int(sequence)
-
-
 def _span(path: Path) -> tuple[Position, Position] | None:
     """The first and last entry a landed file's name covers (None: not a landed file's name)."""
     first, _, last = path.name.removesuffix(".parquet").partition("~")
     try:
-        return _position(first), _position(last or first)
+        return entry_position(first.replace("_", "-")), entry_position((last or first).replace("_", "-"))
     except ValueError:
         return None
 
@@ -67,7 +64,7 @@ def landed_files(directory: Path) -> list[Path]:
 def _sorted(directory: Path) -> tuple[list[Path], list[Path]]:
     """The files readers read (``landed_files``), and the files a merged one covers."""
     spans = [(_span(path), path) for path in directory.glob("*.parquet")]
-    landed = sorted((span, path) for span, path in spans if span is not None)
+    landed = [(span, path) for span, path in spans if span is not None]
     visible, covered, reach = [], [], (-1, -1)
     # For equal first entries the wider file comes first and covers the narrower.
     for (first, last), path in sorted(landed, key=lambda item: (item[0][0], _negated(item[0][1]))):

@@ -28,7 +28,8 @@ from skewless.transforms.batch_sql import (
     valid_events_sql,
 )
 from skewless.transforms.compiled import ViewPlan
-from skewless.transforms.prepared import PreparedHistory, digest
+from skewless.transforms.prepared import PreparedHistory
+from skewless.transforms.versioning import content_version
 from skewless.transforms.window_sql import ViewQuery, feature_view_sql, join_span_us, sweep_sql
 
 __all__ = ["OFFLINE_DATABASE", "BatchExecutor"]
@@ -78,14 +79,19 @@ def _in_arrival_order(events: pl.DataFrame) -> pl.DataFrame:
     return events.sort("__ingest_us", "__ord")
 
 
+def _ordered_columns(plan: ViewPlan) -> list[str]:
+    """The columns an ordered aggregation (``last``) reads: each gets a rank column."""
+    return sorted({a.column for a in plan.aggregations if a.aggregator.ordered and a.column})
+
+
 def _with_order_ranks(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
     """``events`` with, for each column an ordered aggregation (``last``) reads, each event's rank
     by (event time, ingest time, event id, value) — so the window query compares one integer per
     event where a struct with a string took a third of its time."""
-    columns = sorted({a.column for a in plan.aggregations if a.aggregator.ordered and a.column})
     keys = ("__event_us", "__ingest_us", "__order_id")
     return events.with_columns(
-        pl.arg_sort_by(*keys, column).arg_sort().alias(order_rank(column)) for column in columns
+        pl.arg_sort_by(*keys, column).arg_sort().alias(order_rank(column))
+        for column in _ordered_columns(plan)
     )
 
 
@@ -93,10 +99,7 @@ def _prepared_columns(plan: ViewPlan) -> list[str]:
     """The columns of ``__events`` a windowed view's SQL reads (batch_sql's list): what its
     prepared history keeps of the events."""
     read = sorted({a.column for a in plan.aggregations if a.column})
-    ranks = [
-        order_rank(c)
-        for c in sorted({a.column for a in plan.aggregations if a.aggregator.ordered and a.column})
-    ]
+    ranks = [order_rank(c) for c in _ordered_columns(plan)]
     return [*plan.join_keys, "__event_us", "__ingest_us", "__ord", *read, *ranks]
 
 
@@ -253,13 +256,12 @@ class BatchExecutor:
         ranked, as ``events`` gives them; for a windowed view over parquet history, only the
         columns its SQL reads, from its prepared history (prepared.py), which is kept for the
         next caller when it was not there. A backfill reads its history this way."""
-        prepared = self._prepared(plan, since_us)
+        events, prepared = self._read_history(plan, since_us, until_us)
         if prepared is None:
-            return self.events(plan, since_us=since_us, until_us=until_us)
+            return events
         times = pl.col("__event_us")
         bounds = [times >= since_us] if since_us is not None else []
         bounds += [times <= until_us] if until_us is not None else []
-        events = self._prepared_events(plan, prepared)
         return events.filter(*bounds) if bounds else events
 
     def compute(
@@ -278,12 +280,10 @@ class BatchExecutor:
         without it a windowed view reads its prepared history (prepared.py) when it can, else
         the events the rows can see.
         """
-        since_us = _since_us(plan, rows)
-        prepared = self._prepared(plan, since_us) if events is None and rows.height else None
-        if prepared is not None:
-            events = self._prepared_events(plan, prepared)
-        elif events is None:
-            events = self.events(plan, since_us=since_us, until_us=int(rows["__t"].max()))  # type: ignore[arg-type]
+        prepared = None
+        if events is None:
+            until_us = int(rows["__t"].max())  # type: ignore[arg-type]
+            events, prepared = self._read_history(plan, _since_us(plan, rows), until_us)
         self.connection.register("__events", _arrow(events))
         built: list[str] = []
         try:
@@ -299,13 +299,22 @@ class BatchExecutor:
         frame = pl.concat(parts) if parts else pl.DataFrame()
         return frame.cast(dict(plan.features))  # type: ignore[arg-type]
 
+    def _read_history(
+        self, plan: ViewPlan, since_us: int | None, until_us: int | None
+    ) -> tuple[pl.DataFrame, PreparedHistory | None]:
+        """The events from ``since_us`` to ``until_us``, or, with the prepared history it comes
+        from, all that it holds (a superset, read without a copy)."""
+        prepared = self._prepared(plan, since_us)
+        if prepared is None:
+            return self.events(plan, since_us=since_us, until_us=until_us), None
+        return self._prepared_events(plan, prepared), prepared
+
     def _prepared(self, plan: ViewPlan, since_us: int | None) -> PreparedHistory | None:
         """The prepared history of a windowed view over parquet history that holds the events
         from ``since_us`` on, if it may be kept."""
         source = plan.source
         if self.prepared_root is None or plan.kind != "feature_view" or source.path is None:
             return None
-        self.validate(plan)
         history = self.repo_root / source.path
         files = sorted(history.parent.glob(history.name))
         files += landed_files(self.repo_root / source.stream_history)
@@ -318,7 +327,7 @@ class BatchExecutor:
         as they would that part alone, and tiles outside a row's reach are never read, so every
         training set whose rows reach no further back can start from them."""
         columns = _prepared_columns(plan)
-        part = f"events-{digest(*columns)}"
+        part = f"events-{content_version({'columns': columns})}"
         table = prepared.read(part)
         if table is None:
             table = _arrow(self.events(plan, since_us=prepared.since_us).select(columns))
@@ -335,7 +344,7 @@ class BatchExecutor:
         rows: at 10M events each chunk spent 3.7 s of CPU rebuilding them. A single chunk
         without a prepared history inlines them: a table costs its copy."""
         for name, sql in query.relations:
-            part = f"tiles-{digest(sql)}"
+            part = f"tiles-{content_version({'sql': sql})}"
             table = prepared.read(part) if prepared is not None else None
             if table is None:
                 with _computing(plan):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -40,6 +39,7 @@ import pyarrow as pa
 
 from skewless._version import __version__
 from skewless.transforms.compiled import ViewPlan
+from skewless.transforms.versioning import content_version
 
 __all__ = ["SETTLE_SECONDS", "PreparedHistory"]
 
@@ -48,11 +48,6 @@ SETTLE_SECONDS = 2.0
 _DAY_US = 86_400_000_000
 
 _log = logging.getLogger(__name__)
-
-
-def digest(*texts: str) -> str:
-    """Sixteen hex digits of SHA-256 over ``texts``: a name for what they describe."""
-    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
 
 
 def _history_name(plan: ViewPlan, files: Sequence[Path], definitions: Sequence[Path]) -> str | None:
@@ -70,7 +65,7 @@ def _history_name(plan: ViewPlan, files: Sequence[Path], definitions: Sequence[P
         stats.append([str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino])
     code = [hashlib.sha256(path.read_bytes()).hexdigest() for path in definitions]
     versions = [plan.version, __version__, pl.__version__, duckdb.__version__]
-    return digest(json.dumps([versions, stats, code]))
+    return content_version({"versions": versions, "files": stats, "code": code})
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from skewless import ExecutionError
 from skewless.feature_store import FeatureStore
 from skewless.online.ingest import GROUP, dead_letter_stream
 from skewless.settings import Settings
-from skewless.stores.stream_trim import trim_acknowledged
+from skewless.stores.stream_trim import entry_position, trim_acknowledged
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 FEATURES = [
@@ -258,10 +258,7 @@ def test_compaction_merges_acknowledged_landed_files_and_changes_nothing_read(
         pass
     landed = example_repo / "data" / "stream" / "transactions"
     before = sorted(landed.glob("*.parquet"))
-    first_stuck = stuck[0][0].decode().replace("-", "_")
-    later = [
-        p for p in before if tuple(map(int, p.stem.split("_"))) > tuple(map(int, first_stuck.split("_")))
-    ]
+    later = [p for p in before if entry_position(p.stem.replace("_", "-")) > entry_position(stuck[0][0])]
     result = store.compact(settle=timedelta(0))["transactions"]
     assert (result.files_before, result.files_after) == (len(before), 1 + len(later))
     assert len(before) - len(later) >= 2
