@@ -39,6 +39,7 @@ __all__ = ["plain_view_read", "write_plain_rows"]
 
 _WRITE_SHA = hashlib.sha1(WRITE_SCRIPT.encode()).hexdigest().encode()
 _BATCH = 10_000  # rows per round trip: about 2.5 MB of commands for a 6-feature view
+_FIRST_BATCH = 1_000
 
 
 def write_plain_rows(
@@ -71,8 +72,12 @@ def encoded_batches(
     """The packed commands that write ``rows``, a batch at a time (encoded as they are asked for,
     so encoding overlaps with Redis running the batch before)."""
     head = [b"EVALSHA", _WRITE_SHA, b"1"] if newer_only else [b"HSET"]
-    for start in range(0, rows.height, _BATCH):
-        chunk = rows.slice(start, _BATCH)
+    start = 0
+    while start < rows.height:
+        # A small first batch: Redis starts on it while the next, full-size one is encoded.
+        size = _FIRST_BATCH if start == 0 else _BATCH
+        chunk = rows.slice(start, size)
+        start += size
         yield pack_commands([*head, *_row_args(plan, project, chunk, newer_only=newer_only)])
 
 

@@ -13,13 +13,18 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from sqlalchemy import select
 
+from skewless._errors import ExecutionError
+from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.feature_store import FeatureStore
 from skewless.metadata import open_database
+from skewless.metadata.models import MaterializationRun
 from skewless.online.materialize import _latest_rows
 from skewless.repo.feast_store import feast_store
 from skewless.repo.loader import load_repo
 from skewless.repo.plan import apply_plan, make_plan
+from skewless.settings import Settings
 from skewless.transforms.compiled import compile_view
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
@@ -157,3 +162,22 @@ def test_materialize_cli_shows_what_it_wrote(
     )
     assert result.returncode == 0, result.stderr
     assert "card_profile: wrote 200 rows to Redis." in result.stdout
+
+
+def test_each_run_is_recorded_with_its_rows_or_its_error(
+    example_repo: Path, isolated_redis_url: str, database_url: str
+) -> None:
+    write_example_data(example_repo / "data", FraudDataSpec(events=2_000, cards=20, days=2))
+    env = {"REDIS_URL": isolated_redis_url, "SKEWLESS_DATABASE_URL": database_url}
+    store = FeatureStore(settings=Settings.load(example_repo, env=env))
+    written = store.materialize(["card_profile"])[0].written
+    (example_repo / "data" / "transactions.parquet").unlink()
+    with pytest.raises(ExecutionError, match="no history"):
+        store.materialize(["card_activity"])
+    with store.database.session() as session:
+        runs = session.scalars(select(MaterializationRun).order_by(MaterializationRun.id)).all()
+        recorded = [(r.view, r.status, r.rows_written, r.finished_at is not None) for r in runs]
+        error = runs[-1].error
+    store.close()
+    assert recorded == [("card_profile", "succeeded", written, True), ("card_activity", "failed", 0, True)]
+    assert error is not None and "no history" in error
