@@ -65,12 +65,14 @@ def _available(events: pl.DataFrame, low_us: int | None, now_us: int) -> pl.Data
 def _latest_rows(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
     """Each entity's latest row: greatest event time, then ingest time, then arrival. A table
     of current values (one row per entity, as the benchmark's profiles) is its own answer:
-    checking that costs 5 ms for 100,000 rows, where sorting and grouping them cost 20-25."""
-    if events.select(pl.struct(plan.join_keys).n_unique()).item() == events.height:
+    checking that costs 2 ms for 100,000 rows (22 ms for 1M: 58 ms counted as structs), where
+    sorting and grouping them cost 20-25."""
+    keys = list(plan.join_keys)
+    if events.select(keys).n_unique() == events.height:
         return events
     return (
         events.sort("__event_us", "__ingest_us", "__ord")
-        .group_by(list(plan.join_keys), maintain_order=True)
+        .group_by(keys, maintain_order=True)
         .last()
     )
 
