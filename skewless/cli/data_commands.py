@@ -24,7 +24,7 @@ def generate(
     ] = 30,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed and day give the same data.")] = 7,
 ) -> None:
-    """Generate the example's transactions and card profiles into <repo>/data/."""
+    """Generate the example's transactions and card profiles into `<repo>/data/`."""
     settings = Settings.load(repo)
     spec = FraudDataSpec(events=events, days=days, seed=seed)
     data_dir: Path = settings.repo / "data"

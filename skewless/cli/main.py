@@ -30,7 +30,7 @@ app = typer.Typer(
     "with training/serving skew monitors.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
 
 

@@ -79,7 +79,7 @@ def ingest(
     """Consume the sources' Redis Streams into the online store and the offline history.
 
     Several `skewless ingest` processes share the work (one consumer group). Batches are
-    acknowledged after the writes; bad and too-late events go to <stream>:dead with the reason.
+    acknowledged after the writes; bad and too-late events go to `<stream>:dead` with the reason.
     Entries every consumer group has acknowledged are trimmed from the stream once a second.
     """
     store = FeatureStore(settings=Settings.load(repo))
