@@ -13,7 +13,7 @@ from bench import online, serving, training_set
 def main() -> None:
     quick = "--quick" in sys.argv
     training_set.main(large=not quick)
-    online.main()
+    online.main(large=not quick)
     serving.main()
 
 

@@ -31,10 +31,15 @@ COMMANDS = sorted(get_command(app).commands)  # type: ignore[attr-defined]
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command: str, tmp_path: Path) -> None:
-    result = _run(command, "--help", cwd=tmp_path)
+    result = _run(command, "--help", cwd=tmp_path, env={"COLUMNS": "1000"})
     assert result.returncode == 0
     assert "Usage: skewless " + command in result.stdout
     assert len(result.stdout.splitlines()) > 4
+    # Each paragraph of the docstring is one line on a wide terminal: wrapped to the terminal,
+    # not at the source's line breaks; `code` keeps its text.
+    lines = {line.strip() for line in result.stdout.splitlines()}
+    for paragraph in (get_command(app).commands[command].help or "").split("\n\n"):  # type: ignore[attr-defined]
+        assert " ".join(paragraph.replace("`", "").split()) in lines
 
 
 def test_missing_repo_is_one_line_that_says_what_to_do(tmp_path: Path) -> None:
