@@ -6,9 +6,9 @@ import contextlib
 import functools
 import sys
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -348,7 +348,9 @@ class FeatureStore:
         row = {"view": plan.name, "target": target, "mode": mode, "start": start, "end": end}
         tally, status, error = _RunTally(), "failed", None
         with ThreadPoolExecutor(max_workers=1) as pool:
-            started = pool.submit(self._add_run, row | {"definition_version": plan.version, "started_at": utcnow()})
+            started = pool.submit(
+                self._add_run, row | {"definition_version": plan.version, "started_at": utcnow()}
+            )
             try:
                 yield tally
                 status = "succeeded"

@@ -70,11 +70,7 @@ def _latest_rows(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
     keys = list(plan.join_keys)
     if events.select(keys).n_unique() == events.height:
         return events
-    return (
-        events.sort("__event_us", "__ingest_us", "__ord")
-        .group_by(keys, maintain_order=True)
-        .last()
-    )
+    return events.sort("__event_us", "__ingest_us", "__ord").group_by(keys, maintain_order=True).last()
 
 
 def _set_latest(client: redis.Redis, plan: ViewPlan, events: pl.DataFrame, now_us: int) -> None:
