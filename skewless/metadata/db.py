@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 from alembic import command
 from skewless._errors import MetadataError
@@ -74,7 +76,7 @@ def open_database(url: str, *, upgrade: bool = True) -> Database:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, **_pool_options(make_url(url)))
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         raise MetadataError(f"Cannot use database URL {url!r}: {exc}; check SKEWLESS_DATABASE_URL.") from exc
     if engine.dialect.name == "sqlite":
@@ -83,6 +85,15 @@ def open_database(url: str, *, upgrade: bool = True) -> Database:
     if upgrade:
         _upgrade_to_head(database, url)
     return database
+
+
+def _pool_options(url: URL) -> dict[str, Any]:
+    """An in-memory SQLite database exists once per connection: every thread (a materialization
+    records its run from one) shares one connection, or each would see an empty database."""
+    in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+    if not in_memory:
+        return {}
+    return {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
 
 
 def _upgrade_to_head(database: Database, url: str) -> None:

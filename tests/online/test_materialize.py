@@ -167,6 +167,15 @@ def test_materialize_cli_shows_what_it_wrote(
 def test_each_run_is_recorded_with_its_rows_or_its_error(
     example_repo: Path, isolated_redis_url: str, database_url: str
 ) -> None:
+    _assert_runs_recorded(example_repo, isolated_redis_url, database_url)
+
+
+def test_an_in_memory_metadata_database_records_runs_too(example_repo: Path, isolated_redis_url: str) -> None:
+    """The "running" row is written from a thread: one in-memory database for every thread."""
+    _assert_runs_recorded(example_repo, isolated_redis_url, "sqlite://")
+
+
+def _assert_runs_recorded(example_repo: Path, isolated_redis_url: str, database_url: str) -> None:
     write_example_data(example_repo / "data", FraudDataSpec(events=2_000, cards=20, days=2))
     env = {"REDIS_URL": isolated_redis_url, "SKEWLESS_DATABASE_URL": database_url}
     store = FeatureStore(settings=Settings.load(example_repo, env=env))
