@@ -11,6 +11,7 @@ from skewless.cli.online_commands import materialize
 from skewless.cli.repo_commands import apply, plan
 from skewless.feature_store import FeatureStore
 from skewless.settings import Settings
+from skewless.stores.online_read import PRESENT
 
 __all__ = ["demo"]
 
@@ -61,10 +62,12 @@ def demo(repo: RepoOption = None) -> None:
     cards = events["card_id"].value_counts(sort=True)["card_id"].head(3).to_list() + ["c_unknown"]
     online = store.get_online_features(_TRAINING_FEATURES, {"card_id": cards})
     rows = {"card_id": cards} | {
-        f"{n} ({'/'.join(sorted(set(s)))})": v
-        for n, v, s in zip(online.names, online.values, online.statuses, strict=True)
+        name: [
+            _cell(v) if status == PRESENT else status for v, status in zip(values, statuses, strict=True)
+        ]
+        for name, values, statuses in zip(online.names, online.values, online.statuses, strict=True)
     }
-    _show("Online features now, read from Redis (statuses in brackets)", pl.DataFrame(rows))
+    _show("Online features now, read from Redis (a status where there is no value)", pl.DataFrame(rows))
     plan(repo=settings.repo)
     console.print(
         "Next: [bold]skewless serve --no-auth --repo feature_repo[/] and POST /get-online-features; "

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from typer.main import get_command
 
 from skewless.cli.main import app
+from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 
@@ -138,3 +140,18 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     assert again.returncode == 1 and f"no active key with prefix '{prefix}'" in again.stderr
     bad = _run("keys", "create", "x", "--scope", "root", "--repo", str(tmp_path), cwd=tmp_path, env=env)
     assert bad.returncode == 1 and "scopes must be some of read, write, admin; got root." in bad.stderr
+
+
+def test_demo_runs_end_to_end_and_shows_statuses(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    """`make demo`'s command on a copy of the example repo (its data already generated, smaller)."""
+    end = datetime.now(UTC) - timedelta(minutes=1)
+    write_example_data(example_repo / "data", FraudDataSpec(events=20_000, cards=200, days=3, end=end))
+    env = {"REDIS_URL": isolated_redis_url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
+    result = _run("demo", "--repo", str(example_repo), cwd=tmp_path, env={**env, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert "Training set #1: 10,000 point-in-time correct rows" in result.stdout
+    unknown = next(line for line in result.stdout.splitlines() if "c_unknown" in line)
+    assert unknown.count("NOT_FOUND") == 4  # a card never seen: a status in every feature's cell
+    assert "No changes." in result.stdout
