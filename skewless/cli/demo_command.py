@@ -62,9 +62,7 @@ def demo(repo: RepoOption = None) -> None:
     cards = events["card_id"].value_counts(sort=True)["card_id"].head(3).to_list() + ["c_unknown"]
     online = store.get_online_features(_TRAINING_FEATURES, {"card_id": cards})
     rows = {"card_id": cards} | {
-        name: [
-            _cell(v) if status == PRESENT else status for v, status in zip(values, statuses, strict=True)
-        ]
+        name: [_cell(v) if status == PRESENT else status for v, status in zip(values, statuses, strict=True)]
         for name, values, statuses in zip(online.names, online.values, online.statuses, strict=True)
     }
     _show("Online features now, read from Redis (a status where there is no value)", pl.DataFrame(rows))
