@@ -345,12 +345,18 @@ class FeatureStore:
         and committing the row took 0.02 s, a tenth of materializing 100,000 rows, and the work's
         first steps (opening DuckDB, reading) leave the GIL free for it. A database error still
         surfaces, once the work is done."""
-        row = {"view": plan.name, "target": target, "mode": mode, "start": start, "end": end}
+        row = {
+            "view": plan.name,
+            "target": target,
+            "mode": mode,
+            "start": start,
+            "end": end,
+            "definition_version": plan.version,
+            "started_at": utcnow(),
+        }
         tally, status, error = _RunTally(), "failed", None
         with ThreadPoolExecutor(max_workers=1) as pool:
-            started = pool.submit(
-                self._add_run, row | {"definition_version": plan.version, "started_at": utcnow()}
-            )
+            started = pool.submit(self._add_run, row)
             try:
                 yield tally
                 status = "succeeded"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from typer.main import get_command
 
 from skewless.cli.main import app
-from skewless.examples.fraud_data import FraudDataSpec, write_example_data
+from skewless.feature_store import FeatureStore
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 
@@ -143,13 +143,12 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
 
 
 def test_demo_runs_end_to_end_and_shows_statuses(
-    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+    make_store: Callable[..., FeatureStore], isolated_redis_url: str, tmp_path: Path
 ) -> None:
     """`make demo`'s command on a copy of the example repo (its data already generated, smaller)."""
-    end = datetime.now(UTC) - timedelta(minutes=1)
-    write_example_data(example_repo / "data", FraudDataSpec(events=20_000, cards=200, days=3, end=end))
-    env = {"REDIS_URL": isolated_redis_url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
-    result = _run("demo", "--repo", str(example_repo), cwd=tmp_path, env={**env, "COLUMNS": "200"})
+    settings = make_store(events=20_000, cards=200, days=3).settings
+    env = {"REDIS_URL": isolated_redis_url, "SKEWLESS_DATABASE_URL": settings.database_url, "COLUMNS": "200"}
+    result = _run("demo", "--repo", str(settings.repo), cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "Training set #1: 10,000 point-in-time correct rows" in result.stdout
     unknown = next(line for line in result.stdout.splitlines() if "c_unknown" in line)
