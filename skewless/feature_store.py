@@ -15,8 +15,9 @@ from typing import Any
 
 import polars as pl
 import redis
+from sqlalchemy import delete
 
-from skewless._errors import DefinitionError
+from skewless._errors import ConfigError, DefinitionError
 from skewless.metadata import Database, open_database
 from skewless.metadata.models import MaterializationRun, Watermark, utcnow
 from skewless.offline.backfill import BackfillResult, backfill_view
@@ -25,7 +26,7 @@ from skewless.offline.historical import get_historical_features
 from skewless.offline.landed import CompactionResult, compact_landed
 from skewless.offline.training_set import TrainingSet, record_training_set, write_frame
 from skewless.online.ingest import StreamIngestor
-from skewless.online.materialize import MaterializeResult, materialize_view
+from skewless.online.materialize import MaterializeResult, check_start, materialize_view
 from skewless.online.push import push_events
 from skewless.online.read import OnlineRead, OnlineResult, prepare_read, read_online
 from skewless.repo.loader import Repo, load_repo
@@ -46,6 +47,24 @@ __all__ = ["FeatureStore"]
 
 def _to_us(moment: datetime) -> int:
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _range_us(
+    start: datetime | None, end: datetime | None, incremental: bool
+) -> tuple[int | None, int | None]:
+    """A materialization's event-time range in µs, checked."""
+    if incremental and (start is not None or end is not None):
+        raise ConfigError(
+            "an incremental run resumes from the watermark and takes no start or end; drop one."
+        )
+    for name, moment in (("start", start), ("end", end)):
+        if moment is not None and moment.tzinfo is None:
+            raise ConfigError(
+                f"{name} {moment.isoformat()} has no time zone; pass a UTC time, e.g. with tzinfo=UTC."
+            )
+    if start is not None and end is not None and start > end:
+        raise ConfigError(f"start {start.isoformat()} is after end {end.isoformat()}; swap them.")
+    return (None if start is None else _to_us(start)), (None if end is None else _to_us(end))
 
 
 @dataclass
@@ -151,15 +170,25 @@ class FeatureStore:
         views: Sequence[str] = (),
         *,
         incremental: bool = False,
+        start: datetime | None = None,
+        end: datetime | None = None,
         on_progress: Callable[[str, int, int], None] = lambda view, done, total: None,
     ) -> list[MaterializeResult]:
-        """Load history into Redis for ``views`` (default: all), fully or since the watermark."""
+        """Load history into Redis for ``views`` (default: all): every event up to now, only those
+        of event time ``start`` to ``end`` (both included, like Feast's ``materialize``), or, with
+        ``incremental``, those ingested since the watermark (docs/semantics.md §9)."""
         now = datetime.now(UTC)
+        start_us, end_us = _range_us(start, end, incremental)
+        plans = [self.plans[self.repo.view(v).name] for v in views] or list(self.plans.values())
+        if start_us is not None:  # every view's, before anything is written
+            for plan in plans:
+                check_start(plan, start_us, _to_us(now))
+        ranged = start_us is not None or end_us is not None
         results = []
-        for view in [self.repo.view(v) for v in views] or list(self.repo.views.values()):
-            plan = self.plans[view.name]
-            watermark = self._watermark(view.name) if incremental else None
-            with self._recorded_run(plan, "online", "incremental" if watermark else "full", end=now) as run:
+        for plan in plans:
+            watermark = self._watermark(plan.name) if incremental else None
+            mode = "incremental" if watermark else "range" if ranged else "full"
+            with self._recorded_run(plan, "online", mode, start=start, end=min(end or now, now)) as run:
                 result = materialize_view(
                     self.batch,
                     self.redis,
@@ -167,11 +196,15 @@ class FeatureStore:
                     self._project,
                     now_us=_to_us(now),
                     watermark_us=watermark,
-                    on_progress=functools.partial(on_progress, view.name),
+                    start_us=start_us,
+                    end_us=end_us,
+                    on_progress=functools.partial(on_progress, plan.name),
                 )
                 run.rows_written = result.written
             if result.watermark_us is not None:
-                self._set_watermark(view.name, result.watermark_us)
+                self._set_watermark(plan.name, result.watermark_us)
+            elif ranged and plan.kind == "feature_view":
+                self._drop_watermark(plan.name)  # its state no longer holds every event up to it
             results.append(result)
         return results
 
@@ -231,6 +264,10 @@ class FeatureStore:
         with self.database.session() as session:
             row = session.get(Watermark, (view, "online"))
             return _to_us(row.watermark) if row else None
+
+    def _drop_watermark(self, view: str) -> None:
+        with self.database.session() as session:
+            session.execute(delete(Watermark).where(Watermark.view == view, Watermark.target == "online"))
 
     def _set_watermark(self, view: str, watermark_us: int) -> None:
         moment = datetime.fromtimestamp(watermark_us / 1e6, UTC)

@@ -1,20 +1,22 @@
-"""What every command shares: the --repo option, the console, loading settings and the repo."""
+"""What every command shares: the --repo option, the console, loading settings and the repo, times given as options."""
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from skewless._errors import ConfigError
 from skewless.metadata import Database, open_database
 from skewless.repo.loader import Repo, load_repo
 from skewless.settings import Settings
 
-__all__ = ["RepoOption", "console", "err_console", "load", "open_metadata", "stop_requested"]
+__all__ = ["RepoOption", "console", "err_console", "load", "open_metadata", "parse_utc", "stop_requested"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -53,3 +55,16 @@ def stop_requested() -> Callable[[], bool]:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     return lambda: stopping
+
+
+def parse_utc(value: str | None, option: str) -> datetime | None:
+    """An ISO date or datetime from the command line; without a zone it is UTC."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{option} {value!r} is not an ISO date or time, e.g. 2026-11-01 or 2026-11-01T12:00Z."
+        ) from exc
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

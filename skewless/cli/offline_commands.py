@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -10,25 +10,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from skewless._errors import ConfigError
-from skewless.cli._common import RepoOption, console, err_console
+from skewless.cli._common import RepoOption, console, err_console, parse_utc
 from skewless.feature_store import FeatureStore
 from skewless.offline.training_set import read_entities
 from skewless.settings import Settings
 
 __all__ = ["backfill", "training_set"]
-
-
-def parse_utc(value: str | None, option: str) -> datetime | None:
-    """An ISO date or datetime from the command line; without a zone it is UTC."""
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise ConfigError(
-            f"{option} {value!r} is not an ISO date or time, e.g. 2026-11-01 or 2026-11-01T12:00Z."
-        ) from exc
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def backfill(

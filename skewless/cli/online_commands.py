@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from skewless.cli._common import RepoOption, console, err_console, stop_requested
+from skewless.cli._common import RepoOption, console, err_console, parse_utc, stop_requested
 from skewless.feature_store import FeatureStore
 from skewless.settings import Settings
 from skewless.transforms.durations import parse_duration
@@ -23,13 +23,25 @@ def materialize(
     incremental: Annotated[
         bool, typer.Option("--incremental", help="Apply only events ingested since the last run's watermark.")
     ] = False,
+    start: Annotated[
+        str | None,
+        typer.Option(help="Load only events from this event time on, ISO (UTC if no zone); default: all."),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(help="Load only events up to this event time (included), ISO; default: now."),
+    ] = None,
     repo: RepoOption = None,
 ) -> None:
     """Load history into Redis: latest rows for plain views, window tiles for feature views.
 
-    A full run recomputes the online state as of now (re-running an interrupted one starts over);
-    --incremental resumes from the watermark in the metadata DB without double counting.
+    A full run recomputes the online state as of now (re-running an interrupted one starts over).
+    `--start`/`--end` load only the events of that event-time range, like Feast's `materialize
+    START END`: a plain view keeps stored rows newer than the range's, a windowed view's state is
+    replaced by the range's (a `--start` that would cut its windows short is refused).
+    `--incremental` resumes from the watermark in the metadata DB without double counting.
     """
+    window = parse_utc(start, "--start"), parse_utc(end, "--end")
     store = FeatureStore(settings=Settings.load(repo))
     with Progress(
         TextColumn("{task.description}"),
@@ -39,7 +51,11 @@ def materialize(
         console=err_console,
     ) as progress:
         results = store.materialize(
-            views or (), incremental=incremental, on_progress=_bars(progress, "materialize")
+            views or (),
+            incremental=incremental,
+            start=window[0],
+            end=window[1],
+            on_progress=_bars(progress, "materialize"),
         )
     for result in results:
         unit = "events" if store.repo.view(result.view).spec()["kind"] == "feature_view" else "rows"

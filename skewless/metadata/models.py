@@ -78,7 +78,7 @@ class MaterializationRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     view: Mapped[str] = mapped_column(String(200), index=True)
     target: Mapped[str] = mapped_column(String(16))  # offline | online
-    mode: Mapped[str] = mapped_column(String(16))  # full | incremental
+    mode: Mapped[str] = mapped_column(String(16))  # full | range | incremental
     start: Mapped[datetime | None]
     end: Mapped[datetime | None]
     definition_version: Mapped[str] = mapped_column(String(64))

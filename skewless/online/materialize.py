@@ -4,19 +4,23 @@ A full run recomputes everything as of now: plain views get each entity's latest
 Feast's format); windowed views are cleared, every entity's latest event time is set, and the
 state the events still inside some window leave is written in bulk (online/history.py: what a
 replay through the incremental executor would leave, without a script per entity). Re-running
-an interrupted full run simply starts over. An incremental run applies the events ingested since
-the watermark; if it is interrupted, re-running it re-applies them, and the recorded event ids
-make that a no-op for those already applied.
+an interrupted full run simply starts over. A ranged run does the same with the events of an
+event-time range, except that a plain view keeps a stored row newer than the range's
+(docs/semantics.md §9). An incremental run applies the events ingested since the watermark; if
+it is interrupted, re-running it re-applies them, and the recorded event ids make that a no-op
+for those already applied.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import redis
 
+from skewless._errors import ConfigError
 from skewless.online.history import write_history
 from skewless.online.plain import write_plain_rows
 from skewless.stores.bulk import frame_commands, run_bulk
@@ -25,18 +29,20 @@ from skewless.transforms.batch import BatchExecutor
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.incremental import IncrementalExecutor
 
-__all__ = ["MaterializeResult", "clear_view", "materialize_view"]
+__all__ = ["MaterializeResult", "check_start", "clear_view", "materialize_view"]
 
 _REPLAY_BATCH = 20_000
 #: What a replay passes on besides the source's columns: arrival, and the stream entry that
 #: identifies an event without an id of its own as the ingest that applied it did (§3).
 _REPLAYED = ("__ingest_us", "__ord", "__entry")
 Progress = Callable[[int, int], None]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
 class MaterializeResult:
-    """Rows (plain views) or events (windowed views) written, and the new watermark (ingest µs)."""
+    """Rows (plain views) or events (windowed views) written, and the new watermark (ingest µs;
+    None after a ranged run, which sets none)."""
 
     view: str
     written: int
@@ -89,6 +95,22 @@ def _set_latest(client: redis.Redis, plan: ViewPlan, events: pl.DataFrame, now_u
     run_bulk(client, [commands])
 
 
+def check_start(plan: ViewPlan, start_us: int, now_us: int) -> None:
+    """Refuse a range that starts too late for a windowed view's windows to be whole at
+    ``now_us`` (docs/semantics.md §9): its online values would differ from every training set."""
+    latest_start_us = now_us - plan.max_window_us
+    if plan.kind == "feature_view" and start_us > latest_start_us:
+        raise ConfigError(
+            f"start {_iso(start_us)} would cut view '{plan.name}''s windows short (online values would "
+            f"differ from training); start at {_iso(latest_start_us)} or earlier, or leave the view out."
+        )
+
+
+def _iso(us: int) -> str:
+    """``us`` as an ISO time, down to the second (an earlier start is always accepted)."""
+    return (_EPOCH + timedelta(seconds=us // 1_000_000)).isoformat()
+
+
 def materialize_view(
     batch: BatchExecutor,
     client: redis.Redis,
@@ -97,11 +119,18 @@ def materialize_view(
     *,
     now_us: int,
     watermark_us: int | None = None,
+    start_us: int | None = None,
+    end_us: int | None = None,
     on_progress: Progress = lambda done, total: None,
 ) -> MaterializeResult:
-    """Bring the view's online state up to ``now_us`` (from ``watermark_us`` if given)."""
-    events = _available(batch.events(plan, until_us=now_us, transform=False), watermark_us, now_us)
-    new_watermark = int(events["__ingest_us"].max()) if events.height else watermark_us  # type: ignore[arg-type]
+    """Bring the view's online state up to ``now_us``: from ``watermark_us`` if given, else from
+    the events of event time ``start_us`` to ``end_us`` (default: all), both included."""
+    ranged = start_us is not None or end_us is not None
+    until_us = now_us if end_us is None else min(end_us, now_us)
+    history = batch.events(plan, since_us=start_us, until_us=until_us, transform=False)
+    events = _available(history, watermark_us, now_us)
+    applied_until = int(events["__ingest_us"].max()) if events.height else watermark_us  # type: ignore[arg-type]
+    new_watermark = None if ranged else applied_until
     if plan.kind == "plain_view":
         rows = _latest_rows(plan, events)
         written = write_plain_rows(
@@ -109,7 +138,7 @@ def materialize_view(
             plan,
             project,
             rows,
-            newer_only=watermark_us is not None,
+            newer_only=watermark_us is not None or ranged,
             on_batch=lambda n: on_progress(n, rows.height),
         )
         return MaterializeResult(plan.name, written, new_watermark)

@@ -8,14 +8,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 from sqlalchemy import select
 
-from skewless._errors import ExecutionError
+from skewless._errors import ConfigError, ExecutionError
 from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.feature_store import FeatureStore
 from skewless.metadata import open_database
@@ -145,7 +146,79 @@ def test_incremental_materialize_resumes_from_the_watermark(store: FeatureStore)
     _assert_online_equals_offline(store, WINDOWED, datetime.now(UTC))
 
 
-def test_materialize_cli_shows_what_it_wrote(
+PROFILE = ["card_profile:credit_limit", "card_profile:country", "card_profile:card_type"]
+
+
+def test_a_range_loads_the_latest_row_of_its_events_and_keeps_newer_rows(store: FeatureStore) -> None:
+    """docs/semantics.md §9: a plain view answers as if the range held every event it saw, and
+    a range never overwrites a newer stored row."""
+    profiles = pl.read_parquet(store.settings.repo / "data" / "card_profiles.parquet")
+    times = profiles["updated_at"].sort()
+    start, end = times[profiles.height // 4], times[profiles.height * 3 // 4]
+    cards = {"card_id": _cards(store)}
+    store.materialize(["card_profile"], start=start, end=end)
+    in_range = profiles.filter(pl.col("updated_at").is_between(start, end)).sort("updated_at")
+    latest = in_range.group_by("card_id", maintain_order=True).last()
+    online = store.get_online_features(PROFILE, cards, at=end)
+    expected = pl.DataFrame(cards).join(latest, on="card_id", how="left", maintain_order="left")
+    assert online.values == [expected[c].to_list() for c in ("credit_limit", "country", "card_type")]
+    found = set(latest["card_id"])
+    assert [s for s, card in zip(online.statuses[0], cards["card_id"], strict=True) if card not in found] == [
+        "NOT_FOUND"
+    ] * len(set(cards["card_id"]) - found)  # nothing in the range: not loaded
+
+    store.materialize(["card_profile"])  # every row: each card's latest
+    current = store.get_online_features(PROFILE, cards)
+    store.materialize(["card_profile"], end=end)  # older rows only: nothing changes
+    assert store.get_online_features(PROFILE, cards) == current
+
+
+def test_a_range_replaces_windowed_state_with_its_events_and_drops_the_watermark(
+    store: FeatureStore,
+) -> None:
+    """A windowed view's state holds the range's events only: it equals the offline executor's
+    values over a history that ends where the range does. Its watermark no longer holds, so
+    the next incremental run is a full one; a plain view's stays."""
+    store.materialize(incremental=True)
+    end = datetime.now(UTC) - timedelta(days=1)
+    runs = store.materialize(["card_activity", "card_profile"], start=end - timedelta(days=30), end=end)
+    assert [r.watermark_us for r in runs] == [None, None]
+    assert store._watermark("card_activity") is None and store._watermark("card_profile") is not None
+    history = store.settings.repo / "data" / "transactions.parquet"
+    pl.read_parquet(history).filter(pl.col("event_time") <= end).write_parquet(history)
+    _assert_online_equals_offline(store, WINDOWED, datetime.now(UTC))
+    with store.database.session() as session:
+        run = session.scalars(select(MaterializationRun).order_by(MaterializationRun.id.desc())).first()
+        assert run is not None and (run.mode, run.end) == ("range", end)
+
+
+def test_a_range_that_would_cut_windows_short_is_refused_before_anything_is_written(
+    store: FeatureStore,
+) -> None:
+    start = datetime.now(UTC) - timedelta(days=7)  # card_activity's longest window is 7 days
+    with pytest.raises(ConfigError, match=r"cut view 'card_activity''s windows short.*start at 20\d\d-"):
+        store.materialize(["card_profile", "card_activity"], start=start)
+    assert store.redis.dbsize() == 0
+    store.materialize(["card_profile"], start=start)  # a plain view has no windows
+    assert store.redis.dbsize() > 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"incremental": True, "end": datetime(2026, 1, 1, tzinfo=UTC)}, "takes no start or end"),
+        ({"start": datetime(2026, 1, 1)}, "has no time zone"),
+        ({"start": datetime(2026, 2, 1, tzinfo=UTC), "end": datetime(2026, 1, 1, tzinfo=UTC)}, "swap them"),
+    ],
+)
+def test_a_bad_range_is_refused_with_the_fix(
+    store: FeatureStore, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        store.materialize(["card_profile"], **options)
+
+
+def test_materialize_cli_shows_what_it_wrote_and_refuses_a_bad_range(
     store: FeatureStore, isolated_redis_url: str, tmp_path: Path
 ) -> None:
     env = {
@@ -153,15 +226,17 @@ def test_materialize_cli_shows_what_it_wrote(
         "REDIS_URL": isolated_redis_url,
         "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
     }
-    result = subprocess.run(
-        [SKEWLESS, "materialize", "card_profile", "--repo", str(store.settings.repo)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def materialize(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [SKEWLESS, "materialize", *args, "--repo", str(store.settings.repo)]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    result = materialize("card_profile")
     assert result.returncode == 0, result.stderr
     assert "card_profile: wrote 200 rows to Redis." in result.stdout
+    refused = materialize("--start", f"{datetime.now(UTC) - timedelta(days=1):%Y-%m-%d}")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "windows short" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
 
 
 def test_each_run_is_recorded_with_its_rows_or_its_error(
