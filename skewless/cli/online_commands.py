@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from skewless.cli._common import RepoOption, console, err_console, parse_utc, stop_requested
 from skewless.feature_store import FeatureStore
+from skewless.online.ingest import StreamIngestor
 from skewless.settings import Settings
 from skewless.transforms.durations import parse_duration
 
@@ -118,9 +119,8 @@ def ingest(
     store.close()
 
 
-def _report(ingestor: object) -> None:
-    stats = ingestor.stats  # type: ignore[attr-defined]
-    lag = ingestor.lag()  # type: ignore[attr-defined]
+def _report(ingestor: StreamIngestor) -> None:
+    stats, lag = ingestor.stats, ingestor.lag()
     console.print(
         f"events {stats.events:,} · applied {stats.applied:,} · duplicates {stats.duplicates:,} · "
         f"dead-lettered {stats.dead_lettered:,} · lag {sum(lag.values()):,}"
