@@ -25,6 +25,7 @@ from skewless.offline.entity_rows import as_polars
 from skewless.offline.historical import get_historical_features
 from skewless.offline.landed import CompactionResult, compact_landed
 from skewless.offline.training_set import TrainingSet, record_training_set, write_frame
+from skewless.online.dead_letters import DeadLetters, read_dead_letters
 from skewless.online.ingest import StreamIngestor
 from skewless.online.materialize import MaterializeResult, check_start, materialize_view
 from skewless.online.push import push_events
@@ -242,15 +243,8 @@ class FeatureStore:
         """Merge the files `ingest` landed for ``sources`` (default: every streamed source) into
         few large ones (offline/landed.py): only files older than ``settle`` holding entries
         every consumer group has acknowledged. What readers see does not change."""
-        streamed = {name: source for name, source in self.repo.sources.items() if source.stream}
-        unknown = sorted(set(sources) - set(streamed))
-        if unknown:
-            raise DefinitionError(
-                f"No stream for source(s) {', '.join(unknown)}; streamed sources: {', '.join(sorted(streamed)) or 'none'}."
-            )
         results = {}
-        for name in sources or sorted(streamed):
-            source = streamed[name]
+        for name, source in self._streamed(sources).items():
             needed = first_needed(self.redis, str(source.stream))
             results[name] = compact_landed(
                 self.settings.repo / source.stream_history,
@@ -259,6 +253,24 @@ class FeatureStore:
                 on_file=functools.partial(on_file, name),
             )
         return results
+
+    def dead_letters(self, sources: Sequence[str] = (), *, last: int = 10) -> dict[str, DeadLetters]:
+        """For ``sources`` (default: every streamed source), the events `ingest` could not apply:
+        counted by kind of reason, and the ``last`` newest with their reason and fields."""
+        return {
+            name: read_dead_letters(self.redis, str(source.stream), last=last)
+            for name, source in self._streamed(sources).items()
+        }
+
+    def _streamed(self, sources: Sequence[str]) -> dict[str, EventSource]:
+        """``sources`` (default: every source with a stream) by name, each checked to have one."""
+        streamed = {name: source for name, source in self.repo.sources.items() if source.stream}
+        unknown = sorted(set(sources) - set(streamed))
+        if unknown:
+            raise DefinitionError(
+                f"No stream for source(s) {', '.join(unknown)}; streamed sources: {', '.join(sorted(streamed)) or 'none'}."
+            )
+        return {name: streamed[name] for name in sources or sorted(streamed)}
 
     def _watermark(self, view: str) -> int | None:
         with self.database.session() as session:

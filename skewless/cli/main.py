@@ -15,7 +15,7 @@ from skewless.cli._common import RepoOption, console, err_console
 from skewless.cli.data_commands import generate
 from skewless.cli.demo_command import demo
 from skewless.cli.offline_commands import backfill, training_set
-from skewless.cli.online_commands import compact, ingest, materialize
+from skewless.cli.online_commands import compact, dead_letters, ingest, materialize
 from skewless.cli.repo_commands import apply, init, plan
 from skewless.cli.scheduler_command import scheduler
 from skewless.cli.service_commands import keys_app, log_worker, serve
@@ -65,6 +65,7 @@ app.command()(backfill)
 app.command("training-set")(training_set)
 app.command()(materialize)
 app.command()(ingest)
+app.command("dead-letters")(dead_letters)
 app.command()(compact)
 app.command()(serve)
 app.command("log-worker")(log_worker)

@@ -1,5 +1,6 @@
-"""``materialize``, ``ingest`` and ``compact``: fill the online store from history and from
-streams, and keep the streams' offline history in few files."""
+"""``materialize``, ``ingest``, ``dead-letters`` and ``compact``: fill the online store from
+history and from streams, show what a stream could not apply, and keep the streams' offline
+history in few files."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from skewless.cli._common import RepoOption, console, err_console, parse_utc, stop_requested
 from skewless.feature_store import FeatureStore
+from skewless.online.dead_letters import DEAD_LETTER_MAX, DeadLetter
 from skewless.online.ingest import StreamIngestor
 from skewless.settings import Settings
 from skewless.transforms.durations import parse_duration
 
-__all__ = ["compact", "ingest", "materialize"]
+__all__ = ["compact", "dead_letters", "ingest", "materialize"]
 
 
 def materialize(
@@ -91,16 +95,25 @@ def ingest(
             help="Take over entries another consumer left unacknowledged this many seconds (it died)."
         ),
     ] = 30.0,
+    keep_dead_letters: Annotated[
+        int, typer.Option(min=0, help="Dead letters kept per stream, the newest (all are counted).")
+    ] = DEAD_LETTER_MAX,
     repo: RepoOption = None,
 ) -> None:
     """Consume the sources' Redis Streams into the online store and the offline history.
 
     Several `skewless ingest` processes share the work (one consumer group). Batches are
-    acknowledged after the writes; bad and too-late events go to `<stream>:dead` with the reason.
-    Entries every consumer group has acknowledged are trimmed from the stream once a second.
+    acknowledged after the writes; bad and too-late events go to `<stream>:dead` with the reason
+    (see them with `skewless dead-letters`). Entries every consumer group has acknowledged are
+    trimmed from the stream once a second.
     """
     store = FeatureStore(settings=Settings.load(repo))
-    ingestor = store.ingestor(sources or (), batch_size=batch_size, claim_idle_ms=int(claim_after * 1000))
+    ingestor = store.ingestor(
+        sources or (),
+        batch_size=batch_size,
+        claim_idle_ms=int(claim_after * 1000),
+        dead_letter_max=keep_dead_letters,
+    )
     stopping = stop_requested()
     started = last_report = time.monotonic()
     streams = ", ".join(str(s.stream) for s, _ in ingestor.sources.values())
@@ -125,6 +138,48 @@ def _report(ingestor: StreamIngestor) -> None:
         f"events {stats.events:,} · applied {stats.applied:,} · duplicates {stats.duplicates:,} · "
         f"dead-lettered {stats.dead_lettered:,} · lag {sum(lag.values()):,}"
     )
+
+
+def dead_letters(
+    sources: Annotated[
+        list[str] | None, typer.Argument(help="Streamed sources (default: all of them).")
+    ] = None,
+    last: Annotated[int, typer.Option(min=0, help="Newest dead letters to show per source.")] = 10,
+    repo: RepoOption = None,
+) -> None:
+    """Show the events `skewless ingest` could not apply: how many, by kind of reason, and the newest.
+
+    Malformed entries, events missing a key or their event time, and events that arrived too
+    late are kept in `<stream>:dead` with the reason (the newest `--keep-dead-letters` of them;
+    every one is counted).
+    """
+    store = FeatureStore(settings=Settings.load(repo))
+    for name, letters in store.dead_letters(sources or (), last=last).items():
+        total = sum(letters.counts.values())
+        console.print(
+            f"[bold]{name}[/bold] ({letters.stream}:dead): {total:,} dead letters, {letters.kept:,} kept"
+        )
+        if letters.counts:
+            console.print(_reasons_table(letters.counts))
+        if letters.newest:
+            console.print(_newest_table(letters.newest))
+    store.close()
+
+
+def _reasons_table(counts: dict[str, int]) -> Table:
+    table = Table("reason", box=box.SIMPLE)
+    table.add_column("dead letters", justify="right")
+    for kind, count in sorted(counts.items(), key=lambda item: -item[1]):
+        table.add_row(kind, f"{count:,}")
+    return table
+
+
+def _newest_table(newest: list[DeadLetter]) -> Table:
+    table = Table("stream entry", "reason", "event", box=box.SIMPLE, title="newest first")
+    for letter in newest:
+        event = " ".join(f"{k}={v}" for k, v in letter.fields.items() if v)
+        table.add_row(letter.entry, letter.reason, event)
+    return table
 
 
 def compact(

@@ -6,8 +6,8 @@ writes succeeded and (2) its events landed in the offline history (``data/stream
 parquet``, with their ingest time). A crash before the ack means redelivery; the recorded event
 ids make the second application a no-op (transforms/incremental.py). Entries that cannot be
 parsed, and events that do not count (too late, missing keys), go to ``<stream>:dead`` with the
-reason. Entries every consumer group has acknowledged are trimmed from the stream, once a second
-(stores/stream_trim.py).
+reason (online/dead_letters.py: the newest are kept, all are counted). Entries every consumer
+group has acknowledged are trimmed from the stream, once a second (stores/stream_trim.py).
 How an entry becomes an event: online/stream_entries.py.
 """
 
@@ -27,23 +27,20 @@ import polars as pl
 import redis
 
 from skewless._errors import StoreError
+from skewless.online.dead_letters import DEAD_LETTER_MAX, Fields, add_dead_letters
 from skewless.online.stream_entries import Entry, Rejected, parse_entries
 from skewless.stores.stream_trim import entry_position, trim_acknowledged
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.incremental import IncrementalExecutor, PreparedBatch
 from skewless.transforms.sources import EventSource
 
-__all__ = ["GROUP", "IngestStats", "StreamIngestor", "dead_letter_stream"]
+__all__ = ["GROUP", "IngestStats", "StreamIngestor"]
 
 GROUP = "skewless"
 #: How far an ingest time a producer stamped in the entry (``__ingest_us``) may precede the
 #: entry's id (its clock against Redis's): a margin for the oldest pending entry, see
 #: ``_pending_since``. skewless's own ``push`` stamps none: the entry id is the ingest time.
 _CLOCK_SLACK_US = 1_000_000
-
-
-def dead_letter_stream(stream: str) -> str:
-    return f"{stream}:dead"
 
 
 @dataclass
@@ -83,6 +80,7 @@ class StreamIngestor:
         block_ms: int = 200,
         claim_idle_ms: int = 30_000,
         trim_every_s: float = 1.0,
+        dead_letter_max: int = DEAD_LETTER_MAX,
     ) -> None:
         self.client = client
         # The same connections, replies left as hiredis reads them: redis-py's parsing of a
@@ -97,6 +95,7 @@ class StreamIngestor:
         self.claim_idle_ms = claim_idle_ms
         self._next_claim: dict[str, float] = {}  # per stream: when to look for a dead consumer's entries
         self.trim_every_s = trim_every_s
+        self.dead_letter_max = dead_letter_max
         self._next_trim: dict[str, float] = {}  # per stream: when to trim it next
         self.executor = IncrementalExecutor(client)
         self.stats = IngestStats()
@@ -212,22 +211,21 @@ class StreamIngestor:
         stream = str(batch.source.stream)
         result = self.executor.run(batch.prepared) if batch.prepared is not None else None
         self._land_offline(batch.source, batch.frame)
-        pipe = self.client.pipeline(transaction=False)
-        for entry_id, raw, reason in batch.bad:
-            pipe.xadd(dead_letter_stream(stream), {**raw, b"__reason": reason.encode(), b"__entry": entry_id})
+        letters: list[Fields] = [
+            {**raw, b"__reason": reason.encode(), b"__entry": entry_id} for entry_id, raw, reason in batch.bad
+        ]
         if result is not None and result.rejected is not None:
-            for row in result.rejected.iter_rows(named=True):
-                pipe.xadd(
-                    dead_letter_stream(stream),
-                    {**_as_fields(batch.source, row), "__reason": row["__reason"], "__entry": row["__entry"]},
-                )
+            letters += [
+                {**_as_fields(batch.source, row), "__reason": row["__reason"], "__entry": row["__entry"]}
+                for row in result.rejected.iter_rows(named=True)
+            ]
+        pipe = self.client.pipeline(transaction=False)
+        add_dead_letters(pipe, stream, letters, keep=self.dead_letter_max)
         pipe.xack(stream, GROUP, *[entry_id for entry_id, _ in batch.entries])
         pipe.execute()
         self.stats.batches += 1
         self.stats.events += len(batch.entries)
-        self.stats.dead_lettered += len(batch.bad) + (
-            result.rejected.height if result and result.rejected is not None else 0
-        )
+        self.stats.dead_lettered += len(letters)
         if result is not None:
             self.stats.applied += max(result.applied.values(), default=0)
             self.stats.duplicates += result.duplicates

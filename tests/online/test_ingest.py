@@ -16,9 +16,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from skewless import ExecutionError
+from skewless import DefinitionError, ExecutionError
 from skewless.feature_store import FeatureStore
-from skewless.online.ingest import GROUP, dead_letter_stream
+from skewless.online.dead_letters import dead_letter_stream
+from skewless.online.ingest import GROUP
 from skewless.settings import Settings
 from skewless.stores.stream_trim import entry_position, trim_acknowledged
 
@@ -110,6 +111,52 @@ def test_pushed_events_reach_online_and_offline_and_bad_ones_are_dead_lettered(
     assert landed.height == 331  # every parsed event, duplicates and too-late included: history keeps all
     assert ingestor.lag() == {"transactions": 0}
     _assert_online_equals_offline(store)
+
+
+def test_dead_letters_keep_the_newest_and_count_every_one(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    """A producer sending garbage must not fill the serving Redis: the dead-letter stream keeps
+    the newest, and every dead letter stays counted by kind; `skewless dead-letters` shows both."""
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    late = (datetime.now(UTC) - timedelta(hours=3)).isoformat()
+    sent = [store.redis.xadd("transactions", {"card_id": f"c{i}", "event_time": "soon"}) for i in range(5)]
+    sent += [
+        store.redis.xadd(
+            "transactions",
+            {"event_id": f"l{i}", "card_id": "c1", "amount": "5", "currency": "USD", "event_time": late},
+        )
+        for i in range(3)
+    ]
+    ingestor = store.ingestor(batch_size=3, dead_letter_max=4)
+    while ingestor.step():
+        pass
+    letters = store.dead_letters(last=2)["transactions"]
+    assert (letters.counts, letters.kept) == ({"malformed": 5, "too late": 3}, 4)
+    assert [letter.entry.encode() for letter in letters.newest] == sent[:-3:-1]  # newest first
+    assert (
+        letters.newest[0].reason.startswith("too late: arrived")
+        and letters.newest[0].fields["event_id"] == "l2"
+    )
+    with pytest.raises(
+        DefinitionError, match="No stream for source.*card_profiles.*streamed sources: transactions"
+    ):
+        store.dead_letters(["card_profiles"])
+    env = {
+        **os.environ,
+        "REDIS_URL": isolated_redis_url,
+        "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
+    }
+    shown = subprocess.run(
+        [SKEWLESS, "dead-letters", "--repo", str(example_repo)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "transactions (transactions:dead): 8 dead letters, 4 kept" in shown.stdout
+    assert all(word in shown.stdout for word in ("malformed", "too late", "event_id=l2"))
 
 
 def test_push_rejects_bad_events_whole(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> None:

@@ -176,7 +176,7 @@ def test_every_served_vector_is_logged_and_moved_offline(store: FeatureStore, cl
     assert store.redis.xlen(LOG_STREAM) == 1  # what was moved is trimmed, but for the last given
 
 
-def test_push_health_metrics(store: FeatureStore, client: TestClient) -> None:
+def test_push_health_metrics_and_dead_letters(store: FeatureStore, client: TestClient) -> None:
     now = datetime.now(UTC).isoformat()
     pushed = client.post(
         "/push",
@@ -206,6 +206,12 @@ def test_push_health_metrics(store: FeatureStore, client: TestClient) -> None:
     assert "skewless_serving_log_backlog" in metrics
     # The pushed event waits for `skewless ingest` (no consumer group yet): lag 1.
     assert 'skewless_ingest_lag{stream="transactions"} 1.0' in metrics
+    store.redis.xadd("transactions", {"card_id": "c000001", "event_time": "soon"})
+    ingestor = store.ingestor()
+    while ingestor.step():
+        pass
+    metrics = client.get("/metrics").text
+    assert 'skewless_dead_letters{reason="malformed",stream="transactions"} 1.0' in metrics
 
 
 def test_redis_down_is_503_and_recovers(store: FeatureStore, tmp_path: Path) -> None:
