@@ -1,7 +1,7 @@
 """Where skewless keeps online state in Redis, and the Lua script that changes it atomically.
 
 Every key of one (view, entity) shares the hash tag ``{<view>|<entity>}``, so in Redis Cluster an
-entity's keys live in one slot and one script can touch them all (docs/online.md):
+entity's keys live in one slot and one script can touch them all (docs/architecture.md, "Executors"):
 
 - ``skl:{v|e}:t:<g>:<tile>``   hash: partial aggregates of the tile starting at ``<tile>`` µs of
   granularity ``<g>`` µs; field ``<agg>.<part>`` (``n`` count, ``s`` sum, ``m`` min/max,

@@ -153,4 +153,12 @@ def test_demo_runs_end_to_end_and_shows_statuses(
     assert "Training set #1: 10,000 point-in-time correct rows" in result.stdout
     unknown = next(line for line in result.stdout.splitlines() if "c_unknown" in line)
     assert unknown.count("NOT_FOUND") == 4  # a card never seen: a status in every feature's cell
+    streamed = [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in result.stdout.splitlines()
+        if line.startswith("│ count_1h ") or line.startswith("│ amount_usd_sum_24h ")
+    ][-2:]  # the streaming table's rows: feature, online before, after, offline now
+    assert [after == offline for _, _, after, offline in streamed] == [True, True]
+    assert int(streamed[0][2]) == int(streamed[0][1]) + 3  # three events in the last hour counted
+    assert "Applied 3 events; dead-lettered 1 (too late)" in result.stdout
     assert "No changes." in result.stdout
