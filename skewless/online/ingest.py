@@ -219,7 +219,7 @@ class StreamIngestor:
                 {**_as_fields(batch.source, row), "__reason": row["__reason"], "__entry": row["__entry"]}
                 for row in result.rejected.iter_rows(named=True)
             ]
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.client.pipeline()  # MULTI: the dead letters, their counts and the ack, or none
         add_dead_letters(pipe, stream, letters, keep=self.dead_letter_max)
         pipe.xack(stream, GROUP, *[entry_id for entry_id, _ in batch.entries])
         pipe.execute()
