@@ -68,13 +68,12 @@ def main() -> None:
 
 def _redis_alone(settings: object) -> tuple[float, int]:
     from skewless.feature_store import FeatureStore
-    from skewless.online.materialize import _latest_rows
-    from skewless.online.plain import encoded_batches
+    from skewless.online.plain import encoded_batches, plain_rows
     from skewless.stores.bulk import run_bulk
 
     store = FeatureStore(settings=settings)  # type: ignore[arg-type]
     plan = store.plans["card_profile6"]
-    rows = _latest_rows(plan, store.batch.events(plan, transform=False))
+    rows = plain_rows(plan, store.batch.events(plan, transform=False), compare=False)
     batches = list(encoded_batches(plan, store.settings.project, rows, newer_only=False))
     start = time.perf_counter()
     written = run_bulk(store.redis, batches)

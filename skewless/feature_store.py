@@ -27,7 +27,7 @@ from skewless.offline.landed import CompactionResult, compact_landed
 from skewless.offline.training_set import TrainingSet, record_training_set, write_frame
 from skewless.online.dead_letters import DeadLetters, read_dead_letters
 from skewless.online.ingest import StreamIngestor
-from skewless.online.materialize import MaterializeResult, check_start, materialize_view
+from skewless.online.materialize import MaterializeResult, check_alone, check_start, materialize_view
 from skewless.online.push import push_events
 from skewless.online.read import OnlineRead, OnlineResult, prepare_read, read_online
 from skewless.repo.loader import Repo, load_repo
@@ -181,13 +181,16 @@ class FeatureStore:
         now = datetime.now(UTC)
         start_us, end_us = _range_us(start, end, incremental)
         plans = [self.plans[self.repo.view(v).name] for v in views] or list(self.plans.values())
-        if start_us is not None:  # every view's, before anything is written
-            for plan in plans:
+        watermarks = {plan.name: self._watermark(plan.name) if incremental else None for plan in plans}
+        for plan in plans:  # every view's checks, before anything is written
+            if start_us is not None:
                 check_start(plan, start_us, _to_us(now))
+            if watermarks[plan.name] is None:  # a full run or a range: it clears windowed views
+                check_alone(self.redis, plan)
         ranged = start_us is not None or end_us is not None
         results = []
         for plan in plans:
-            watermark = self._watermark(plan.name) if incremental else None
+            watermark = watermarks[plan.name]
             mode = "incremental" if watermark else "range" if ranged else "full"
             with self._recorded_run(plan, "online", mode, start=start, end=min(end or now, now)) as run:
                 result = materialize_view(
@@ -231,7 +234,7 @@ class FeatureStore:
             )
         if not chosen:
             raise DefinitionError("No source of this repo declares a stream=; nothing to ingest.")
-        return StreamIngestor(self.redis, self.settings.repo, chosen, **options)
+        return StreamIngestor(self.redis, self.settings.repo, chosen, project=self._project, **options)
 
     def compact(
         self,

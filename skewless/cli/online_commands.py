@@ -45,6 +45,9 @@ def materialize(
     START END`: a plain view keeps stored rows newer than the range's, a windowed view's state is
     replaced by the range's (a `--start` that would cut its windows short is refused).
     `--incremental` resumes from the watermark in the metadata DB without double counting.
+
+    A full run or a range of a windowed view is refused while `skewless ingest` writes it: stop
+    ingest (it resumes where it left off), run this, and start it again.
     """
     window = parse_utc(start, "--start"), parse_utc(end, "--end")
     store = FeatureStore(settings=Settings.load(repo))

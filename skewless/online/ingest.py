@@ -27,6 +27,7 @@ import polars as pl
 import redis
 
 from skewless._errors import StoreError
+from skewless.online.consumers import mark_alive, mark_gone
 from skewless.online.dead_letters import DEAD_LETTER_MAX, Fields, add_dead_letters
 from skewless.online.stream_entries import Entry, Rejected, parse_entries
 from skewless.stores.stream_trim import entry_position, trim_acknowledged
@@ -75,6 +76,7 @@ class StreamIngestor:
         repo_root: Path,
         plans_by_source: dict[str, tuple[EventSource, list[ViewPlan]]],
         *,
+        project: str,
         consumer: str | None = None,
         batch_size: int = 500,
         block_ms: int = 200,
@@ -97,7 +99,8 @@ class StreamIngestor:
         self.trim_every_s = trim_every_s
         self.dead_letter_max = dead_letter_max
         self._next_trim: dict[str, float] = {}  # per stream: when to trim it next
-        self.executor = IncrementalExecutor(client)
+        self._next_mark = 0.0  # when to mark this consumer alive next
+        self.executor = IncrementalExecutor(client, project=project)
         self.stats = IngestStats()
         for source, _ in plans_by_source.values():
             self._ensure_group(str(source.stream))
@@ -115,21 +118,35 @@ class StreamIngestor:
         Two stages: while one batch is written to Redis, landed offline and acknowledged (a
         writer thread), the next is read, parsed and prepared. Writes and acks keep their order,
         and a failed write stops the loop with its error: nothing is acknowledged unwritten."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="skewless-writer") as writer:
-            in_flight: Future[None] | None = None
-            while not until():
-                for source, plans in self.sources.values():
-                    # This consumer's unacknowledged entries include the batch being written.
-                    batch = self._prepare(source, plans, own_pending=in_flight is None)
-                    if in_flight is not None:
-                        in_flight.result()
-                    in_flight = writer.submit(self._finish, batch) if batch else None
-            if in_flight is not None:
-                in_flight.result()
+        try:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="skewless-writer") as writer:
+                in_flight: Future[None] | None = None
+                while not until():
+                    self._mark_alive()
+                    for source, plans in self.sources.values():
+                        # This consumer's unacknowledged entries include the batch being written.
+                        batch = self._prepare(source, plans, own_pending=in_flight is None)
+                        if in_flight is not None:
+                            in_flight.result()
+                        in_flight = writer.submit(self._finish, batch) if batch else None
+                if in_flight is not None:
+                    in_flight.result()
+        finally:
+            for source, _ in self.sources.values():
+                mark_gone(self.client, str(source.stream), self.consumer)
         return self.stats
+
+    def _mark_alive(self) -> None:
+        """Tell full materializations, once a second, that this consumer writes its streams'
+        views (online/consumers.py)."""
+        if time.monotonic() >= self._next_mark:
+            self._next_mark = time.monotonic() + 1.0
+            for source, _ in self.sources.values():
+                mark_alive(self.client, str(source.stream), self.consumer)
 
     def step(self) -> int:
         """Read, apply and acknowledge one batch per source, without overlap (tests, tools)."""
+        self._mark_alive()
         handled = 0
         for source, plans in self.sources.values():
             batch = self._prepare(source, plans)

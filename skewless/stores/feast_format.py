@@ -38,6 +38,7 @@ __all__ = [
     "encode_timestamps",
     "encode_values",
     "feature_field",
+    "mark_field",
     "timestamp_us",
     "ts_field",
 ]
@@ -120,6 +121,11 @@ def feature_field(view: str, feature: str) -> bytes:
 
 def ts_field(view: str) -> bytes:
     return f"_ts:{view}".encode()
+
+
+def mark_field(view: str) -> bytes:
+    """skewless's own field beside Feast's: which events a streamed row won against (``WRITE_SCRIPT``)."""
+    return f"_skl:{view}".encode()
 
 
 def encode_timestamps(event_us: pl.Series) -> pa.Array:
@@ -288,10 +294,16 @@ def timestamp_us(raw: bytes) -> int:
     return fields[1] * 1_000_000 + fields[2] // 1000
 
 
-#: Write one entity's row if it is not older than the stored one (ties: the later write wins).
-#: KEYS[1] = entity hash; ARGV = the view's ``_ts`` field, the row's event µs, then field/value
-#: pairs (``_ts`` among them). ``micros`` is ``timestamp_us``: a varint of ten bytes is a
-#: negative int64, summed as its complement so that Lua's doubles stay exact.
+#: Write one entity's row unless the stored one wins (docs/semantics.md §6: the later event time;
+#: on a tie, the later arrival; and a copy of a counted event never counts).
+#: KEYS[1] = entity hash; ARGV = the view's ``_ts`` field, the row's event µs, the view's mark
+#: field (``_skl:<view>``, or empty), the row's mark, then field/value pairs (``_ts`` among them).
+#: A mark is the row's arrival (ingest µs and position, 20 digits each: compared as text) then,
+#: each after a \31, the identities of the counted events at the stored event time. Only those
+#: can matter: an event with an earlier time loses anyway, one with a later time starts a new
+#: mark. A row without a mark (written by Feast, or a view whose source has no stream) loses
+#: every tie. ``micros`` is ``timestamp_us``: a varint of ten bytes is a negative int64, summed
+#: as its complement so that Lua's doubles stay exact.
 WRITE_SCRIPT = """
 local function micros(ts)
   local field, i = {0, 0}, 1
@@ -314,8 +326,25 @@ local function micros(ts)
   end
   return field[1] * 1000000 + math.floor(field[2] / 1000)
 end
+local mark = ARGV[4]
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current and micros(current) > tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if current then
+  local stored = micros(current)
+  if stored > tonumber(ARGV[2]) then return 0 end
+  local known = ARGV[3] ~= '' and stored == tonumber(ARGV[2]) and redis.call('HGET', KEYS[1], ARGV[3])
+  if known then
+    local identity = string.sub(mark, 42)
+    for seen in string.gmatch(string.sub(known, 41), '\\31([^\\31]*)') do
+      if seen == identity then return 0 end
+    end
+    if string.sub(known, 1, 40) > string.sub(mark, 1, 40) then
+      redis.call('HSET', KEYS[1], ARGV[3], known .. '\\31' .. identity)
+      return 0
+    end
+    mark = string.sub(mark, 1, 40) .. string.sub(known, 41) .. '\\31' .. identity
+  end
+end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], ARGV[3], mark) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 return 1
 """

@@ -4,7 +4,9 @@ It runs the same compiled plan as the batch executor: the events that count (sem
 same row-level transform, then per (view, entity) one atomic Lua script that checks and records
 the event ids and updates the entity's tiles (stores/redis_layout.py). A crash can therefore
 neither lose nor double-count an event: a redelivered batch either finds its ids recorded (and
-changes nothing) or was never applied.
+changes nothing) or was never applied. A plain view needs no ids: each entity's latest row of
+the batch is written by compare-and-set, which keeps a stored row with a later event time
+(online/plain.py), so writing a batch again changes nothing either.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import redis
 from hiredis import ReplyError
 
 from skewless._errors import StoreError
+from skewless.online.plain import plain_rows, write_plain_rows
 from skewless.stores.bulk import call_packed
 from skewless.stores.redis_layout import APPLY_SCRIPT
 from skewless.transforms.compiled import ViewPlan
@@ -44,8 +47,8 @@ class ApplyResult:
 @dataclass(frozen=True)
 class _PreparedView:
     plan: ViewPlan
-    events: pl.DataFrame  # the counted, transformed events, tagged with their entity
-    calls: ScriptCalls
+    events: pl.DataFrame  # the counted, transformed events, tagged; a plain view's latest rows
+    calls: ScriptCalls | None  # None for a plain view: its rows are written by compare-and-set
     duplicates: int  # copies of an event already in this batch
 
 
@@ -62,23 +65,28 @@ class PreparedBatch:
 def _prepare_view(
     plan: ViewPlan, events: pl.DataFrame, low_us: int | None
 ) -> tuple[_PreparedView, pl.DataFrame]:
-    """One view's script calls for ``events``, and the events it refuses (with ``__reason``)."""
+    """One view's writes of ``events``, and the events it refuses (with ``__reason``)."""
     tagged, refused = counted_events(plan, events)
+    duplicates = events.height - refused.height - tagged.height
+    if plan.kind == "plain_view":
+        return _PreparedView(plan, plain_rows(plan, tagged, compare=True), None, duplicates), refused
     calls = script_calls(plan, tagged.with_columns(__group=pl.col("__tag")), low_us)
-    return _PreparedView(plan, tagged, calls, events.height - refused.height - tagged.height), refused
+    return _PreparedView(plan, tagged, calls, duplicates), refused
 
 
 class IncrementalExecutor:
     """Applies batches of a source's events to the online state of the views that read it."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, project: str) -> None:
         self.client = client
+        self.project = project  # in a plain view's keys (Feast's format)
 
     def apply(
         self, plans: Sequence[ViewPlan], events: pl.DataFrame, *, low_us: int | None = None
     ) -> ApplyResult:
         """Apply ``events`` (the source's columns plus ``__ingest_us`` and ``__ord``, in arrival
-        order) to every view in ``plans``; return counts and the rejected events with reasons.
+        order) to every view in ``plans``; return counts (for a plain view, the entities whose
+        row was written) and the rejected events with reasons.
 
         ``low_us``: no event still to be delivered arrived before it. A consumer group's
         consumers may apply batches out of arrival order, so ``skewless ingest`` passes the
@@ -104,6 +112,12 @@ class IncrementalExecutor:
         applied ones."""
         result = ApplyResult(rejected=batch.rejected)
         for view in batch.views:
+            if view.calls is None:
+                result.applied[view.plan.name] = write_plain_rows(
+                    self.client, view.plan, self.project, view.events
+                )
+                result.duplicates = max(result.duplicates, view.duplicates)
+                continue
             results = self._run_all(view.plan, view.calls.packed)
             applied = sum(n for n, ok in zip(view.calls.events, results, strict=True) if ok)
             failed = [group for group, ok in zip(view.calls.groups, results, strict=True) if not ok]

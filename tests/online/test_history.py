@@ -56,7 +56,7 @@ def test_bulk_history_equals_replay(client: redis.Redis, events: list[oracle.Eve
     # Each entity's events together, in arrival order, as a full materialization hands them over.
     history = _frame(events).sort("account", "__ingest_us", "__ord", nulls_last=True)
     try:
-        result = IncrementalExecutor(client).apply([replayed], history)
+        result = IncrementalExecutor(client, project="test").apply([replayed], history)
         written = write_history(client, bulk, history)
         ours, theirs = _state(client, bulk.name), _state(client, replayed.name)
         assert {k: v[:2] for k, v in ours.items()} == {k: v[:2] for k, v in theirs.items()}

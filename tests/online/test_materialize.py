@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,7 +22,8 @@ from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.feature_store import FeatureStore
 from skewless.metadata import open_database
 from skewless.metadata.models import MaterializationRun
-from skewless.online.materialize import _latest_rows
+from skewless.online.consumers import alive, mark_alive, mark_gone
+from skewless.online.plain import plain_rows
 from skewless.repo.feast_store import feast_store
 from skewless.repo.loader import load_repo
 from skewless.repo.plan import apply_plan, make_plan
@@ -62,7 +64,7 @@ def _assert_online_equals_offline(store: FeatureStore, features: list[str], at: 
             assert (got == pytest.approx(want, rel=1e-9)) if isinstance(want, float) else got == want, name
 
 
-def test_latest_rows_take_each_entitys_latest_row_and_keep_a_table_of_current_values(
+def test_plain_rows_take_each_entitys_latest_row_and_keep_a_table_of_current_values(
     example_repo: Path,
 ) -> None:
     plan = compile_view(load_repo(example_repo).views["card_profile"])
@@ -73,10 +75,10 @@ def test_latest_rows_take_each_entitys_latest_row_and_keep_a_table_of_current_va
         "__ord": [0, 1, 2, 3, 4],
         "credit_limit": [1.0, 2.0, 3.0, 4.0, 5.0],
     })  # fmt: skip
-    latest = _latest_rows(plan, events).select("card_id", "credit_limit")
+    latest = plain_rows(plan, events, compare=False).select("card_id", "credit_limit")
     assert sorted(latest.rows()) == [("a", 5.0), ("b", 2.0)]  # event time, then ingest, then arrival
     current = events.slice(0, 2)
-    assert _latest_rows(plan, current).equals(current)
+    assert plain_rows(plan, current, compare=False).equals(current)
 
 
 def test_feast_sdk_reads_plain_views_skewless_materialized(store: FeatureStore) -> None:
@@ -216,6 +218,57 @@ def test_a_bad_range_is_refused_with_the_fix(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         store.materialize(["card_profile"], **options)
+
+
+def test_a_full_run_does_not_clear_a_windowed_view_while_ingest_writes_it(store: FeatureStore) -> None:
+    """A running `skewless ingest` marks itself alive; a full run of a view it writes would lose
+    its writes, so it is refused until ingest stops (an incremental run is not)."""
+    ingestor = store.ingestor()
+    ingestor.step()
+    assert alive(store.redis, "transactions") == [ingestor.consumer]
+    keys = set(store.redis.keys())
+    for incremental in (False, True):  # without a watermark, an incremental run is a full one
+        with pytest.raises(ConfigError, match=r"skewless ingest \(.+\) is applying stream 'transactions'"):
+            store.materialize(["card_profile", "card_activity"], incremental=incremental)
+    assert set(store.redis.keys()) == keys  # nothing was written, not even the plain view
+    ingestor.run(until=lambda: True)  # stops at once, and says so
+    assert alive(store.redis, "transactions") == []
+    store.materialize(["card_activity"])
+    ingestor.step()
+    store.materialize(["card_activity"], incremental=True)  # replays are safe beside ingest
+
+
+def test_consumers_are_alive_while_they_mark_themselves(store: FeatureStore) -> None:
+    mark_alive(store.redis, "s", "a")
+    mark_alive(store.redis, "s", "b")
+    mark_gone(store.redis, "s", "b")
+    store.redis.zadd("s:consumers", {"died": 1})  # marked long ago: a process that died
+    assert alive(store.redis, "s") == ["a"]
+
+
+def test_a_full_run_of_a_plain_view_keeps_newer_rows_ingest_wrote(
+    make_store: Callable[..., FeatureStore],
+) -> None:
+    """With a stream on the plain view's source, ingest writes a row online and lands it offline
+    after; a full run that read the history in between must not put an older row back."""
+    settings = make_store(events=2_000, cards=20, days=2).settings
+    fraud = settings.repo / "fraud.py"
+    streamed = 'path="data/card_profiles.parquet", stream="card_profiles",'
+    fraud.write_text(fraud.read_text().replace('path="data/card_profiles.parquet",', streamed))
+    env = {"REDIS_URL": str(settings.redis_url), "SKEWLESS_DATABASE_URL": settings.database_url}
+    store = FeatureStore(settings=Settings.load(settings.repo, env=env))
+    repo = settings.repo
+    card = _cards(store, 1)[0]
+    now = datetime.now(UTC)
+    store.push(
+        "card_profiles", [{"card_id": card, "credit_limit": 123.0, "country": "NZ", "updated_at": now}]
+    )
+    ingestor = store.ingestor(["card_profiles"])
+    ingestor.step()
+    shutil.rmtree(repo / "data" / "stream")  # as if the run read the history before it landed
+    store.materialize(["card_profile"])
+    online = store.get_online_features(PROFILE, {"card_id": [card]})
+    assert [v[0] for v in online.values] == [123.0, "NZ", None]
 
 
 def test_materialize_cli_shows_what_it_wrote_and_refuses_a_bad_range(

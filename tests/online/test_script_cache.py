@@ -43,7 +43,7 @@ def fresh_redis(tmp_path: Path) -> Iterator[redis.Redis]:
 
 def test_scripts_missing_from_redis_are_loaded_and_nothing_is_lost(fresh_redis: redis.Redis) -> None:
     plan = own_plan()
-    executor = IncrementalExecutor(fresh_redis)
+    executor = IncrementalExecutor(fresh_redis, project="test")
     assert executor.apply([plan], _frame(_events(0))).applied == {plan.name: 3}  # never loaded
     fresh_redis.script_flush()
     assert executor.apply([plan], _frame(_events(3))).applied == {plan.name: 3}  # cache lost

@@ -73,7 +73,7 @@ def test_each_call_parses_into_the_scripts_signature() -> None:
 def test_calls_with_multibyte_text_apply_once(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     plan = own_plan()
-    executor = IncrementalExecutor(client)
+    executor = IncrementalExecutor(client, project="test")
     try:
         first = executor.apply([plan], _frame(_events()))
         again = executor.apply([plan], _frame(_events()))

@@ -101,12 +101,41 @@ def test_the_write_script_keeps_the_newer_row(redis_url: str, stored_us: int, ne
 
     def write(us: int) -> int:
         (ts,) = encode_timestamps(pl.Series([us], dtype=pl.Int64)).to_pylist()
-        return int(client.eval(WRITE_SCRIPT, 1, key, b"_ts:v", str(us), b"_ts:v", ts, b"f", str(us)))
+        return int(
+            client.eval(WRITE_SCRIPT, 1, key, b"_ts:v", str(us), b"", b"", b"_ts:v", ts, b"f", str(us))
+        )
 
     try:
         assert write(stored_us) == 1
         assert write(new_us) == (new_us >= stored_us)
         assert client.hget(key, b"f") == str(max(stored_us, new_us)).encode()
+    finally:
+        client.delete(key)
+
+
+def test_the_write_script_resolves_ties_by_arrival_and_never_counts_a_copy(redis_url: str) -> None:
+    """docs/semantics.md §3 and §6, whatever order the writes come in: on equal event times the
+    later arrival wins, and a copy of an event counted at the stored time never does."""
+    client = redis.Redis.from_url(redis_url)
+    key = "test-feast-format-marks"
+    (ts,) = encode_timestamps(pl.Series([7], dtype=pl.Int64)).to_pylist()
+
+    def write(arrival: int, identity: str, value: str, us: int = 7) -> int:
+        mark = f"{arrival:020d}{0:020d}\x1f{identity}"
+        (stamp,) = encode_timestamps(pl.Series([us], dtype=pl.Int64)).to_pylist()
+        args = [b"_ts:v", str(us), b"_skl:v", mark, b"_ts:v", stamp, b"f", value]
+        return int(client.eval(WRITE_SCRIPT, 1, key, *args))
+
+    client.delete(key)
+    try:
+        assert write(2, "=b", "B") == 1
+        assert write(1, "=a", "A") == 0  # arrived before the stored row: B stays
+        assert write(3, "=a", "A copy") == 0  # a copy of a, counted above: never counts
+        assert write(4, "=c", "C") == 1  # a later arrival at the same time wins
+        assert write(5, "=b", "B copy") == 0  # b was counted at this time too
+        assert client.hget(key, b"f") == b"C" and client.hget(key, b"_ts:v") == ts
+        assert write(6, "=b", "B later", us=8) == 1  # a later event time: a new mark
+        assert client.hget(key, b"_skl:v") == f"{6:020d}{0:020d}\x1f=b".encode()
     finally:
         client.delete(key)
 
