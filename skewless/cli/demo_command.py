@@ -63,6 +63,7 @@ def _stream(store: FeatureStore, card: str) -> None:
     ingestor = store.ingestor(["transactions"])
     while ingestor.step():
         pass
+    ingestor.close()
     after = store.get_online_features(features, {"card_id": [card]})
     offline = store.get_historical_features(
         pl.DataFrame({"card_id": [card], "event_timestamp": [datetime.now(UTC)]}), features, as_available=True

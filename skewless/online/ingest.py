@@ -132,9 +132,14 @@ class StreamIngestor:
                 if in_flight is not None:
                     in_flight.result()
         finally:
-            for source, _ in self.sources.values():
-                mark_gone(self.client, str(source.stream), self.consumer)
+            self.close()
         return self.stats
+
+    def close(self) -> None:
+        """Say this consumer stopped (``run`` does when it returns): full materializations of
+        its streams' views may run again (online/consumers.py)."""
+        for source, _ in self.sources.values():
+            mark_gone(self.client, str(source.stream), self.consumer)
 
     def _mark_alive(self) -> None:
         """Tell full materializations, once a second, that this consumer writes its streams'
