@@ -59,11 +59,10 @@ def plain_rows(plan: ViewPlan, events: pl.DataFrame, *, compare: bool) -> pl.Dat
     at_latest = events.filter(pl.col("__event_us") == pl.col("__event_us").max().over(keys))
     at_latest = at_latest.with_columns(__identity=_identity(plan, events.columns))
     arrival = [pl.col(c).cast(pl.String).str.zfill(20) for c in ("__ingest_us", "__ord")]
+    mark = pl.concat_str([*arrival, pl.lit(_SEPARATOR), pl.col("__identity")])
     if compare:
-        mark = pl.concat_str([*arrival, pl.lit(_SEPARATOR), pl.col("__identity")])
         return at_latest.sort("__ingest_us", "__ord").with_columns(__mark=mark).drop("__identity")
     everyone = at_latest.group_by(keys).agg(pl.col("__identity").str.join(_SEPARATOR))
-    mark = pl.concat_str([*arrival, pl.lit(_SEPARATOR), pl.col("__identity")])
     return (
         _latest(keys, at_latest.drop("__identity"))
         .join(everyone, on=keys, how="left", maintain_order="left")
@@ -103,8 +102,9 @@ def write_plain_rows(
 ) -> int:
     """Write each row (join keys, features, ``__event_us``) as its entity's current value.
 
-    ``newer_only`` compares with the stored event time and keeps the newer row (streams);
-    a full materialization, which computed the latest rows itself, overwrites directly.
+    ``newer_only`` writes through ``WRITE_SCRIPT``, which keeps the stored row when it wins
+    (docs/semantics.md §6; rows from ``plain_rows(compare=True)``); a full materialization,
+    which computed the latest rows itself, overwrites directly.
     """
     if newer_only:
         client.script_load(WRITE_SCRIPT)
@@ -142,12 +142,18 @@ def _row_args(
     for feature in plan.features:
         fields += [feature_field(plan.name, feature), encode_values(rows[feature])]
     fields += [ts_field(plan.name), encode_timestamps(rows["__event_us"])]
-    mark: list[bytes | pa.Array] = [b"", b""]
+    mark: list[bytes | pa.Array] = []
     if "__mark" in rows.columns:
         mark = [mark_field(plan.name), rows["__mark"].to_arrow()]
     if not newer_only:
-        return [key, *fields, *mark] if "__mark" in rows.columns else [key, *fields]
-    return [key, ts_field(plan.name), decimal_text(rows["__event_us"].to_arrow()), *mark, *fields]
+        return [key, *fields, *mark]
+    return [
+        key,
+        ts_field(plan.name),
+        decimal_text(rows["__event_us"].to_arrow()),
+        *(mark or [b"", b""]),
+        *fields,
+    ]
 
 
 def plain_view_read(plan: ViewPlan, project: str, entities: Sequence[Sequence[Any]], at_us: int) -> ViewRead:

@@ -4,9 +4,9 @@ It runs the same compiled plan as the batch executor: the events that count (sem
 same row-level transform, then per (view, entity) one atomic Lua script that checks and records
 the event ids and updates the entity's tiles (stores/redis_layout.py). A crash can therefore
 neither lose nor double-count an event: a redelivered batch either finds its ids recorded (and
-changes nothing) or was never applied. A plain view needs no ids: each entity's latest row of
-the batch is written by compare-and-set, which keeps a stored row with a later event time
-(online/plain.py), so writing a batch again changes nothing either.
+changes nothing) or was never applied. A plain view's rows are written by compare-and-set
+(online/plain.py), which keeps the row docs/semantics.md §6 names whatever order distinct
+events are written in, so writing a batch again changes nothing either.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class ApplyResult:
 @dataclass(frozen=True)
 class _PreparedView:
     plan: ViewPlan
-    events: pl.DataFrame  # the counted, transformed events, tagged; a plain view's latest rows
+    events: pl.DataFrame  # the counted, transformed events, tagged; a plain view's rows to write
     calls: ScriptCalls | None  # None for a plain view: its rows are written by compare-and-set
     duplicates: int  # copies of an event already in this batch
 
