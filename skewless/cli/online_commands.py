@@ -160,7 +160,8 @@ def dead_letters(
     for name, letters in store.dead_letters(sources or (), last=last).items():
         total = sum(letters.counts.values())
         console.print(
-            f"[bold]{name}[/bold] ({letters.stream}:dead): {total:,} dead letters, {letters.kept:,} kept"
+            f"[bold]{name}[/bold] ({letters.stream}:dead): {total:,} dead letter{'' if total == 1 else 's'}, "
+            f"{letters.kept:,} kept"
         )
         if letters.counts:
             console.print(_reasons_table(letters.counts))

@@ -91,8 +91,8 @@ def check_start(plan: ViewPlan, start_us: int, now_us: int) -> None:
     latest_start_us = now_us - plan.max_window_us
     if plan.kind == "feature_view" and start_us > latest_start_us:
         raise ConfigError(
-            f"start {_iso(start_us)} would cut view '{plan.name}''s windows short (online values would "
-            f"differ from training); start at {_iso(latest_start_us)} or earlier, or leave the view out."
+            f"start {_iso(start_us)} would cut the windows of view '{plan.name}' short (online values "
+            f"would differ from training); start at {_iso(latest_start_us)} or earlier, or leave the view out."
         )
 
 

@@ -198,7 +198,7 @@ def test_a_range_that_would_cut_windows_short_is_refused_before_anything_is_writ
     store: FeatureStore,
 ) -> None:
     start = datetime.now(UTC) - timedelta(days=7)  # card_activity's longest window is 7 days
-    with pytest.raises(ConfigError, match=r"cut view 'card_activity''s windows short.*start at 20\d\d-"):
+    with pytest.raises(ConfigError, match=r"cut the windows of view 'card_activity' short.*start at 20\d\d-"):
         store.materialize(["card_profile", "card_activity"], start=start)
     assert store.redis.dbsize() == 0
     store.materialize(["card_profile"], start=start)  # a plain view has no windows
@@ -291,7 +291,7 @@ def test_materialize_cli_shows_what_it_wrote_and_refuses_a_bad_range(
     assert "card_profile: wrote 200 rows to Redis." in result.stdout
     refused = materialize("--start", f"{datetime.now(UTC) - timedelta(days=1):%Y-%m-%d}")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
-    assert "windows short" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert "would cut the windows of view" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
 
 
 def test_each_run_is_recorded_with_its_rows_or_its_error(
