@@ -27,6 +27,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from skewless.feature_store import FeatureStore
+from skewless.online.consumers import alive
 from skewless.online.dead_letters import dead_letter_counts
 from skewless.service.serving_log import LOG_STREAM
 
@@ -35,7 +36,7 @@ __all__ = ["ServiceMetrics"]
 
 class ServiceMetrics:
     """Request rate, latency and statuses, updated as requests are answered; serving-log backlog,
-    ingest lag and dead letters, read from Redis when /metrics is scraped."""
+    ingest lag, live ingest processes and dead letters, read from Redis when /metrics is scraped."""
 
     def __init__(self, store: FeatureStore) -> None:
         self.store = store
@@ -63,6 +64,13 @@ class ServiceMetrics:
             registry=self.registry,
             multiprocess_mode="mostrecent",  # set by whichever worker answers the scrape
         )
+        self.consumers = Gauge(
+            "skewless_ingest_consumers",
+            "`skewless ingest` processes alive on the stream (each marks itself every second)",
+            ["stream"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
         self.dead_letters = Gauge(
             "skewless_dead_letters",
             "Stream entries `skewless ingest` could not apply, ever, by kind of reason",
@@ -89,6 +97,7 @@ class ServiceMetrics:
                 group = next((g for g in groups if g["name"] in (b"skewless", "skewless")), None)
                 # Before `skewless ingest` first runs there is no group: every entry is waiting.
                 self.ingest_lag.labels(stream).set(int(group["lag"] or 0) if group else client.xlen(stream))
+                self.consumers.labels(stream).set(len(alive(client, stream)))
                 for kind, count in dead_letter_counts(client, stream).items():
                     self.dead_letters.labels(stream, kind).set(count)
         if getattr(values.ValueClass, "_multiprocess", False):  # every process's values, from files

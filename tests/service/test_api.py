@@ -206,12 +206,14 @@ def test_push_health_metrics_and_dead_letters(store: FeatureStore, client: TestC
     assert "skewless_serving_log_backlog" in metrics
     # The pushed event waits for `skewless ingest` (no consumer group yet): lag 1.
     assert 'skewless_ingest_lag{stream="transactions"} 1.0' in metrics
+    assert 'skewless_ingest_consumers{stream="transactions"} 0.0' in metrics
     store.redis.xadd("transactions", {"card_id": "c000001", "event_time": "soon"})
     ingestor = store.ingestor()
     while ingestor.step():
         pass
     metrics = client.get("/metrics").text
     assert 'skewless_dead_letters{reason="malformed",stream="transactions"} 1.0' in metrics
+    assert 'skewless_ingest_consumers{stream="transactions"} 1.0' in metrics
 
 
 def test_redis_down_is_503_and_recovers(store: FeatureStore, tmp_path: Path) -> None:
