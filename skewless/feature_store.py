@@ -56,7 +56,7 @@ def _range_us(
     """A materialization's event-time range in µs, checked."""
     if incremental and (start is not None or end is not None):
         raise ConfigError(
-            "an incremental run resumes from the watermark and takes no start or end; drop one."
+            "an incremental run resumes from the watermark, so it takes no start or end: give one or the other."
         )
     for name, moment in (("start", start), ("end", end)):
         if moment is not None and moment.tzinfo is None:
