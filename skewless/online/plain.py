@@ -35,6 +35,7 @@ from skewless.stores.online_read import (
 )
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.dtypes import dtype_name
+from skewless.transforms.events import event_identity
 
 __all__ = ["plain_rows", "plain_view_read", "write_plain_rows"]
 
@@ -57,7 +58,7 @@ def plain_rows(plan: ViewPlan, events: pl.DataFrame, *, compare: bool) -> pl.Dat
     if plan.source.stream is None:
         return _latest(keys, events)
     at_latest = events.filter(pl.col("__event_us") == pl.col("__event_us").max().over(keys))
-    at_latest = at_latest.with_columns(__identity=_identity(plan, events.columns))
+    at_latest = at_latest.with_columns(__identity=event_identity(plan, events.columns))
     arrival = [pl.col(c).cast(pl.String).str.zfill(20) for c in ("__ingest_us", "__ord")]
     mark = pl.concat_str([*arrival, pl.lit(_SEPARATOR), pl.col("__identity")])
     if compare:
@@ -78,17 +79,6 @@ def _latest(keys: list[str], events: pl.DataFrame) -> pl.DataFrame:
     if events.select(keys).n_unique() == events.height:
         return events
     return events.sort("__event_us", "__ingest_us", "__ord").group_by(keys, maintain_order=True).last()
-
-
-def _identity(plan: ViewPlan, columns: Sequence[str]) -> pl.Expr:
-    """What makes an event itself (docs/semantics.md §3): its id; without one, the stream entry
-    it came from (``__entry``, when the events have one), else its position."""
-    own = pl.lit("#") + pl.col("__ord").cast(pl.String)
-    if "__entry" in columns:
-        own = (pl.lit("@") + pl.col("__entry")).fill_null(own)
-    if plan.source.event_id is None:
-        return own
-    return (pl.lit("=") + pl.col(plan.source.event_id).cast(pl.String)).fill_null(own)
 
 
 def write_plain_rows(

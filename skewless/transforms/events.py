@@ -6,11 +6,24 @@ batch.first_copies); the parity tests hold the two to each other.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 
 from skewless.transforms.compiled import ViewPlan
 
-__all__ = ["reject_reasons"]
+__all__ = ["event_identity", "reject_reasons"]
+
+
+def event_identity(plan: ViewPlan, columns: Sequence[str]) -> pl.Expr:
+    """What makes an event itself (§3): its id; without one, the stream entry it came from
+    (``__entry``, when ``columns`` have it), else its arrival position."""
+    own = pl.lit("#") + pl.col("__ord").cast(pl.String)
+    if "__entry" in columns:
+        own = pl.col("__entry").fill_null(own)
+    if plan.source.event_id is None:
+        return own
+    return pl.col(plan.source.event_id).cast(pl.String).fill_null(own)
 
 
 def reject_reasons(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
@@ -24,14 +37,10 @@ def reject_reasons(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
     """
     source = plan.source
     event_us = pl.col(source.event_time).dt.epoch("us")
-    own = pl.lit("#") + pl.col("__ord").cast(pl.String)
-    if "__entry" in events.columns:
-        own = pl.col("__entry").fill_null(own)
-    if source.event_id is not None:
-        declared = pl.col(source.event_id).cast(pl.String)
-        identity, order_id = declared.fill_null(own), declared.fill_null("")
-    else:
-        identity, order_id = own.cast(pl.String), pl.lit("")
+    identity = event_identity(plan, events.columns)
+    order_id = (
+        pl.lit("") if source.event_id is None else pl.col(source.event_id).cast(pl.String).fill_null("")
+    )
     delay = pl.col("__ingest_us") - pl.col("__event_us")
     reason = pl.when(pl.col(source.event_time).is_null()).then(
         pl.lit(f"missing event time '{source.event_time}'")

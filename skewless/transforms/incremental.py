@@ -85,8 +85,8 @@ class IncrementalExecutor:
         self, plans: Sequence[ViewPlan], events: pl.DataFrame, *, low_us: int | None = None
     ) -> ApplyResult:
         """Apply ``events`` (the source's columns plus ``__ingest_us`` and ``__ord``, in arrival
-        order) to every view in ``plans``; return counts (for a plain view, the entities whose
-        row was written) and the rejected events with reasons.
+        order) to every view in ``plans``; return counts (for a plain view, the rows it sent to
+        the compare-and-set, each kept only where it wins) and the rejected events with reasons.
 
         ``low_us``: no event still to be delivered arrived before it. A consumer group's
         consumers may apply batches out of arrival order, so ``skewless ingest`` passes the
