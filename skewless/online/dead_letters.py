@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 from redis.client import Pipeline
@@ -21,6 +20,7 @@ __all__ = [
     "DEAD_LETTER_MAX",
     "DeadLetter",
     "DeadLetters",
+    "Rejected",
     "add_dead_letters",
     "dead_letter_counts",
     "dead_letter_stream",
@@ -31,8 +31,17 @@ __all__ = [
 #: Dead letters kept per stream (about 300 bytes each for the example's transactions).
 DEAD_LETTER_MAX = 100_000
 
-#: An entry's fields as read (bytes) or as built from a parsed row (text).
-Fields = Mapping[Any, bytes | str]
+#: An entry's fields: as read from the stream (bytes), or a parsed row's columns (text).
+Fields = Mapping[bytes, bytes] | Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A stream entry ``skewless ingest`` will not apply: its id, its fields, and why."""
+
+    entry: bytes | str
+    fields: Fields
+    reason: str
 
 
 def dead_letter_stream(stream: str) -> str:
@@ -49,16 +58,16 @@ def reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
-def add_dead_letters(pipe: Pipeline, stream: str, letters: Sequence[Fields], *, keep: int) -> None:
-    """Queue on ``pipe`` the writes of ``letters`` (each with ``__reason``) to ``stream``'s dead
-    letters, the stream cut to its newest ``keep``, and their counts by kind."""
+def add_dead_letters(pipe: Pipeline, stream: str, letters: Sequence[Rejected], *, keep: int) -> None:
+    """Queue on ``pipe`` the writes of ``letters`` to ``stream``'s dead letters (each entry's
+    fields with ``__reason`` and ``__entry``), the stream cut to its newest ``keep``, and their
+    counts by kind."""
     dead = dead_letter_stream(stream)
-    kinds: Counter[str] = Counter()
-    for fields in letters:
-        pipe.xadd(dead, dict(fields), maxlen=keep, approximate=False)
-        reason = fields.get("__reason", fields.get(b"__reason", b""))
-        kinds[reason_kind(reason.decode() if isinstance(reason, bytes) else reason)] += 1
-    for kind, count in kinds.items():
+    for letter in letters:
+        fields = {_bytes(k): v for k, v in letter.fields.items()}
+        fields |= {b"__reason": letter.reason.encode(), b"__entry": _bytes(letter.entry)}
+        pipe.xadd(dead, fields, maxlen=keep, approximate=False)  # type: ignore[arg-type]
+    for kind, count in Counter(reason_kind(letter.reason) for letter in letters).items():
         pipe.hincrby(_counts_key(stream), kind, count)
 
 
@@ -97,6 +106,10 @@ def read_dead_letters(client: redis.Redis, stream: str, *, last: int) -> DeadLet
         fields = {_text(k): _text(v) for k, v in raw.items()}
         newest.append(DeadLetter(fields.pop("__entry", ""), fields.pop("__reason", ""), fields))
     return DeadLetters(stream, dead_letter_counts(client, stream), int(client.xlen(dead)), newest)  # type: ignore[arg-type]
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
 
 
 def _text(value: bytes | str) -> str:

@@ -28,8 +28,8 @@ import redis
 
 from skewless._errors import StoreError
 from skewless.online.consumers import mark_alive, mark_gone
-from skewless.online.dead_letters import DEAD_LETTER_MAX, Fields, add_dead_letters
-from skewless.online.stream_entries import Entry, Rejected, parse_entries
+from skewless.online.dead_letters import DEAD_LETTER_MAX, Rejected, add_dead_letters
+from skewless.online.stream_entries import Entry, parse_entries
 from skewless.stores.stream_trim import entry_position, trim_acknowledged
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.incremental import IncrementalExecutor, PreparedBatch
@@ -233,12 +233,10 @@ class StreamIngestor:
         stream = str(batch.source.stream)
         result = self.executor.run(batch.prepared) if batch.prepared is not None else None
         self._land_offline(batch.source, batch.frame)
-        letters: list[Fields] = [
-            {**raw, b"__reason": reason.encode(), b"__entry": entry_id} for entry_id, raw, reason in batch.bad
-        ]
+        letters = list(batch.bad)
         if result is not None and result.rejected is not None:
             letters += [
-                {**_as_fields(batch.source, row), "__reason": row["__reason"], "__entry": row["__entry"]}
+                Rejected(row["__entry"], _as_fields(batch.source, row), row["__reason"])
                 for row in result.rejected.iter_rows(named=True)
             ]
         pipe = self.client.pipeline()  # MULTI: the dead letters, their counts and the ack, or none

@@ -96,12 +96,22 @@ def write_plain_rows(
     (docs/semantics.md §6; rows from ``plain_rows(compare=True)``); a full materialization,
     which computed the latest rows itself, overwrites directly.
     """
-    if newer_only:
-        client.script_load(WRITE_SCRIPT)
-    try:
+
+    def write() -> int:
         return run_bulk(
             client, encoded_batches(plan, project, rows, newer_only=newer_only), on_batch=on_batch
         )
+
+    try:
+        try:
+            return write()
+        except redis.ResponseError as exc:
+            if not (newer_only and str(exc).startswith("NOSCRIPT")):
+                raise
+            # Redis lacks the script (it restarted, or this is its first compare write): load it
+            # and write every row again: the script leaves a row it already wrote as it is.
+            client.script_load(WRITE_SCRIPT)
+            return write()
     except redis.RedisError as exc:
         raise StoreError(f"view '{plan.name}': writing to Redis failed: {exc}") from exc
 

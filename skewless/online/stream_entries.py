@@ -24,15 +24,14 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from skewless.online.dead_letters import Rejected
 from skewless.transforms.dtypes import dtype_name
 from skewless.transforms.sources import EventSource
 
-__all__ = ["Entry", "Rejected", "parse_entries"]
+__all__ = ["Entry", "parse_entries"]
 
 #: A stream entry: its id and its fields, flat (name, value, name, value, ...), as Redis sends it.
 Entry = tuple[bytes, Sequence[bytes]]
-#: An entry that cannot be read: its id, its fields and the reason.
-Rejected = tuple[bytes, dict[bytes, bytes], str]
 
 _INGEST = "__ingest_us"
 #: The forms read a column at a time; anything else is read by ``_parse_each``.
@@ -202,7 +201,7 @@ def _parse_each(
             millis = int(entry_id.split(b"-")[0])
             ingest_us = _INT64(fields[_INGEST]) if fields.get(_INGEST) else millis * 1000 + 999
         except ValueError as exc:
-            bad.append((entry_id, raw, f"malformed: {exc}"))
+            bad.append(Rejected(entry_id, raw, f"malformed: {exc}"))
             continue
         good.append((*values, ingest_us, first_ord + position, entry_id.decode()))
     schema = pl.Schema(
