@@ -6,7 +6,6 @@ import platform
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from skewless._errors import SkewlessError
@@ -74,21 +73,16 @@ app.add_typer(keys_app, name="keys")
 
 
 def run() -> None:
-    """Run the CLI: user errors print one line and exit 1; --debug shows tracebacks."""
+    """Run the CLI. Usage errors are typer's own (the usage, one line, exit 2); skewless's errors
+    print one line and exit 1; anything else is a bug, still one line. --debug shows tracebacks."""
     debug = "--debug" in sys.argv
     try:
-        app(standalone_mode=False)
+        app()
     except SkewlessError as exc:
         if debug:
             raise
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("Aborted.")
-        sys.exit(130)
     except Exception as exc:  # a bug in skewless: still one line unless --debug
         if debug:
             raise

@@ -99,7 +99,10 @@ def ingest(
         ),
     ] = 30.0,
     keep_dead_letters: Annotated[
-        int, typer.Option(min=0, help="Dead letters kept per stream, the newest (all are counted).")
+        int,
+        typer.Option(
+            min=0, help="Dead letters kept per stream, the newest (all are counted; 0 keeps only the counts)."
+        ),
     ] = DEAD_LETTER_MAX,
     repo: RepoOption = None,
 ) -> None:

@@ -71,10 +71,20 @@ def test_debug_shows_the_traceback(example_repo: Path) -> None:
     assert "Traceback" in result.stderr and "DefinitionError" in result.stderr
 
 
-def test_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
-    result = _run("plan", "--nope", cwd=tmp_path)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["plan", "--nope"], "No such option: --nope"),
+        (["dead-letters", "--last", "-1"], "Invalid value for '--last'"),
+        (["ingest", "nosource"], "(nosource)"),
+        (["no-such-command"], "No such command 'no-such-command'"),
+    ],
+)
+def test_a_usage_error_shows_the_usage(tmp_path: Path, args: list[str], message: str | None) -> None:
+    result = _run(*args, cwd=tmp_path)
     assert result.returncode == 2
-    assert "No such option" in result.stderr
+    assert "Usage:" in result.stderr and "internal error" not in result.stderr
+    assert message is None or message in " ".join(result.stderr.replace("│", " ").split())
 
 
 def test_init_plan_apply_plan(tmp_path: Path, redis_url: str) -> None:
