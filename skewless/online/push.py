@@ -43,14 +43,23 @@ def _check(source: EventSource, frame: pl.DataFrame) -> pl.DataFrame:
             raise ExecutionError(
                 f"events: '{column}' has no time zone; send UTC times (e.g. 2026-11-01T12:00:00Z)."
             )
+        parsed = series
         if isinstance(dtype, pl.Datetime) and series.dtype == pl.String:
-            series = series.str.to_datetime(time_zone="UTC", strict=False)
+            parsed = series.str.to_datetime(time_zone="UTC", strict=False)
         try:
-            typed[column] = series.cast(dtype, strict=True)
+            typed[column] = parsed.cast(dtype, strict=True)
         except pl.exceptions.InvalidOperationError as exc:
             raise ExecutionError(f"events: column '{column}' is not {dtype} ({series.dtype} given).") from exc
         if typed[column].null_count() > series.null_count():
-            raise ExecutionError(f"events: column '{column}' has values that are not {dtype}.")
+            raise ExecutionError(
+                f"events: column '{column}' has values that are not {dtype}"
+                + (" (send ISO times in UTC, e.g. 2026-11-01T12:00:00Z)." if parsed is not series else ".")
+            )
+    missing = typed[source.event_time].null_count()
+    if missing:
+        raise ExecutionError(
+            f"events: {missing} event(s) have no event time '{source.event_time}'; every event needs one."
+        )
     return pl.DataFrame(typed)
 
 

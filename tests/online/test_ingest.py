@@ -167,6 +167,12 @@ def test_push_rejects_bad_events_whole(example_repo: Path, isolated_redis_url: s
         store.push("transactions", [{"card_id": "c1", "event_time": datetime.now(UTC), "amount": "lots"}])
     with pytest.raises(ExecutionError, match="has no time zone"):
         store.push("transactions", [{"card_id": "c1", "event_time": datetime(2026, 1, 1)}])
+    with pytest.raises(ExecutionError, match=r"'event_time' has values that are not .*send ISO times"):
+        store.push(
+            "transactions", [{"card_id": "c1", "event_time": "2026-11-29T08:00:00Z"}, {"event_time": "now"}]
+        )
+    with pytest.raises(ExecutionError, match="1 event\\(s\\) have no event time 'event_time'"):
+        store.push("transactions", [{"card_id": "c1", "event_time": datetime.now(UTC)}, {"card_id": "c2"}])
     assert store.redis.xlen("transactions") == 0
 
 

@@ -195,6 +195,9 @@ def test_push_health_metrics_and_dead_letters(store: FeatureStore, client: TestC
     assert store.redis.xlen("transactions") == 1
     bad = client.post("/push", json={"push_source_name": "nope", "df": {"a": [1]}})
     assert bad.status_code == 400 and "Unknown source 'nope'" in bad.json()["detail"]
+    bad = client.post("/push", json={"push_source_name": "transactions", "df": {"event_time": ["yesterday"]}})
+    assert bad.status_code == 400 and "'event_time' has values that are not" in bad.json()["detail"]
+    assert store.redis.xlen("transactions") == 1
     health = client.get("/health")
     assert health.status_code == 200 and health.json()["status"] == "ok"
     client.post(
