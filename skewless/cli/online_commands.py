@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated
 
+import redis
 import typer
 from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -111,7 +112,8 @@ def ingest(
     Several `skewless ingest` processes share the work (one consumer group). Batches are
     acknowledged after the writes; bad and too-late events go to `<stream>:dead` with the reason
     (see them with `skewless dead-letters`). Entries every consumer group has acknowledged are
-    trimmed from the stream once a second.
+    trimmed from the stream once a second. When Redis goes away, it waits for it and goes on
+    where it was.
     """
     store = FeatureStore(settings=Settings.load(repo))
     ingestor = store.ingestor(
@@ -133,16 +135,20 @@ def ingest(
             last_report = now
         return stopping() or (seconds is not None and now - started >= seconds)
 
-    ingestor.run(until=done)
+    ingestor.run(until=done, on_outage=lambda message: err_console.print(message, highlight=False))
     _report(ingestor)
     store.close()
 
 
 def _report(ingestor: StreamIngestor) -> None:
-    stats, lag = ingestor.stats, ingestor.lag()
+    stats = ingestor.stats
+    try:
+        lag = f"{sum(ingestor.lag().values()):,}"
+    except (redis.ConnectionError, redis.TimeoutError):
+        lag = "unknown (Redis is unreachable)"
     console.print(
         f"events {stats.events:,} · applied {stats.applied:,} · duplicates {stats.duplicates:,} · "
-        f"dead-lettered {stats.dead_lettered:,} · lag {sum(lag.values()):,}"
+        f"dead-lettered {stats.dead_lettered:,} · lag {lag}"
     )
 
 

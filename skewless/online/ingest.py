@@ -8,11 +8,13 @@ ids make the second application a no-op (transforms/incremental.py). Entries tha
 parsed, and events that do not count (too late, missing keys), go to ``<stream>:dead`` with the
 reason (online/dead_letters.py: the newest are kept, all are counted). Entries every consumer
 group has acknowledged are trimmed from the stream, once a second (stores/stream_trim.py).
-How an entry becomes an event: online/stream_entries.py.
+A consumer that loses Redis waits for it and goes on (``StreamIngestor.run``). How an entry
+becomes an event: online/stream_entries.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -42,6 +44,8 @@ GROUP = "skewless"
 #: entry's id (its clock against Redis's): a margin for the oldest pending entry, see
 #: ``_pending_since``. skewless's own ``push`` stamps none: the entry id is the ingest time.
 _CLOCK_SLACK_US = 1_000_000
+#: How often a consumer that lost Redis tries it again.
+_RETRY_S = 1.0
 
 
 @dataclass
@@ -112,34 +116,71 @@ class StreamIngestor:
             if "BUSYGROUP" not in str(exc):
                 raise StoreError(f"cannot create consumer group on stream '{stream}': {exc}") from exc
 
-    def run(self, *, until: Callable[[], bool] = lambda: False) -> IngestStats:
+    def run(
+        self,
+        *,
+        until: Callable[[], bool] = lambda: False,
+        on_outage: Callable[[str], None] = lambda message: None,
+    ) -> IngestStats:
         """Consume until ``until()`` is true (a signal handler, a test, a deadline).
 
-        Two stages: while one batch is written to Redis, landed offline and acknowledged (a
-        writer thread), the next is read, parsed and prepared. Writes and acks keep their order,
-        and a failed write stops the loop with its error: nothing is acknowledged unwritten."""
+        When Redis cannot be reached (it restarts, fails over), the loop waits for it, trying
+        once a second, then goes on from this consumer's unacknowledged entries: the batch that
+        failed is read again and its writes that had landed count once, as after a restart of
+        the process. ``on_outage`` hears, in a line, when Redis goes and when it is back."""
         try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="skewless-writer") as writer:
-                in_flight: Future[None] | None = None
-                while not until():
-                    self._mark_alive()
-                    for source, plans in self.sources.values():
-                        # This consumer's unacknowledged entries include the batch being written.
-                        batch = self._prepare(source, plans, own_pending=in_flight is None)
-                        if in_flight is not None:
-                            in_flight.result()
-                        in_flight = writer.submit(self._finish, batch) if batch else None
-                if in_flight is not None:
-                    in_flight.result()
+            while not until():
+                try:
+                    self._consume(until)
+                except (redis.RedisError, StoreError) as exc:
+                    if not _unreachable(exc):
+                        raise
+                    on_outage(f"Redis is unreachable ({_unreachable(exc)}); trying again every second.")
+                    if not self._wait_for_redis(until):
+                        break
+                    on_outage("Redis is back; going on from this consumer's unacknowledged entries.")
         finally:
             self.close()
         return self.stats
 
+    def _consume(self, until: Callable[[], bool]) -> None:
+        """Two stages: while one batch is written to Redis, landed offline and acknowledged (a
+        writer thread), the next is read, parsed and prepared. Writes and acks keep their order,
+        and a failed write stops the loop with its error: nothing is acknowledged unwritten."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="skewless-writer") as writer:
+            in_flight: Future[None] | None = None
+            while not until():
+                self._mark_alive()
+                for source, plans in self.sources.values():
+                    # This consumer's unacknowledged entries include the batch being written.
+                    batch = self._prepare(source, plans, own_pending=in_flight is None)
+                    if in_flight is not None:
+                        in_flight.result()
+                    in_flight = writer.submit(self._finish, batch) if batch else None
+            if in_flight is not None:
+                in_flight.result()
+
+    def _wait_for_redis(self, until: Callable[[], bool]) -> bool:
+        """Wait until Redis answers (True) or ``until()`` (False). A Redis that restarted empty
+        gets the consumer groups back."""
+        while not until():
+            time.sleep(_RETRY_S)
+            try:
+                self.client.ping()
+                for source, _ in self.sources.values():
+                    self._ensure_group(str(source.stream))
+                return True
+            except (redis.ConnectionError, redis.TimeoutError):
+                continue
+        return False
+
     def close(self) -> None:
         """Say this consumer stopped (``run`` does when it returns): full materializations of
-        its streams' views may run again (online/consumers.py)."""
-        for source, _ in self.sources.values():
-            mark_gone(self.client, str(source.stream), self.consumer)
+        its streams' views may run again (online/consumers.py). When Redis cannot be reached,
+        the mark is left to go stale, which says the same a few seconds later."""
+        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            for source, _ in self.sources.values():
+                mark_gone(self.client, str(source.stream), self.consumer)
 
     def _mark_alive(self) -> None:
         """Tell full materializations, once a second, that this consumer writes its streams'
@@ -284,6 +325,16 @@ def _entry_ord(entry_id: bytes) -> int:
     """A stream position that orders like the entry id (milliseconds, then sequence)."""
     millis, sequence = entry_position(entry_id)
     return millis * 1_000_000 + sequence
+
+
+def _unreachable(exc: BaseException) -> str:
+    """Why Redis could not be reached, when that is what ``exc`` (or what caused it) says; else
+    empty."""
+    while exc is not None:
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            return str(exc)
+        exc = exc.__cause__  # type: ignore[assignment]
+    return ""
 
 
 def _as_fields(source: EventSource, row: dict[str, Any]) -> dict[str, str]:

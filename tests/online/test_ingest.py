@@ -4,6 +4,7 @@ nothing (real processes)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import redis
 
 from skewless import DefinitionError, ExecutionError
 from skewless.feature_store import FeatureStore
@@ -22,6 +24,7 @@ from skewless.online.dead_letters import dead_letter_stream
 from skewless.online.ingest import GROUP
 from skewless.settings import Settings
 from skewless.stores.stream_trim import entry_position, trim_acknowledged
+from tests.service.processes import free_port, redis_server
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 FEATURES = [
@@ -62,6 +65,13 @@ def _wait(predicate: Callable[[], bool], seconds: float) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def _drained(store: FeatureStore) -> bool:
+    """Every entry of the stream delivered and acknowledged (Redis 6.2 has no group ``lag``)."""
+    group = store.redis.xinfo_groups("transactions")[0]
+    stream = store.redis.xinfo_stream("transactions")
+    return group["last-delivered-id"] == stream["last-generated-id"] and group["pending"] == 0
 
 
 def _assert_online_equals_offline(store: FeatureStore) -> None:
@@ -216,6 +226,42 @@ def test_killing_ingest_mid_stream_loses_and_double_counts_nothing(
         if first.poll() is None:
             first.kill()
     _assert_online_equals_offline(store)
+
+
+def test_ingest_waits_out_a_redis_restart_and_loses_and_double_counts_nothing(
+    example_repo: Path, tmp_path: Path
+) -> None:
+    """Redis stops mid-stream (its data saved) and starts again: `skewless ingest` says so, keeps
+    running, and applies every event once, those that came during the outage included."""
+    port = free_port()
+    server = redis_server(port, tmp_path)
+    url = f"redis://127.0.0.1:{port}/0"
+    store = _store(example_repo, url, tmp_path)
+    env = {**os.environ, "REDIS_URL": url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
+    log = tmp_path / "ingest.log"
+    command = [SKEWLESS, "ingest", "--repo", str(example_repo), "--batch-size", "25"]
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        for seed in range(4):
+            store.push("transactions", _events(250, seed=seed))
+        landed = example_repo / "data" / "stream" / "transactions"
+        _wait(lambda: landed.exists() and len(list(landed.glob("*.parquet"))) >= 3, 60)
+        with contextlib.suppress(redis.ConnectionError):
+            store.redis.shutdown(save=True)  # mid-stream: the process loses Redis
+        server.wait(10)
+        _wait(lambda: "Redis is unreachable" in log.read_text(), 30)
+        server = redis_server(port, tmp_path)  # loads what the shutdown saved
+        for seed in range(4, 6):
+            store.push("transactions", _events(250, seed=seed))
+        _wait(lambda: _drained(store), 120)
+        assert process.poll() is None and "Redis is back" in log.read_text()
+        _assert_online_equals_offline(store)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        server.terminate()
+        server.wait(10)
 
 
 def test_incremental_materialization_replays_ingested_events_without_ids_as_applied(
