@@ -16,6 +16,7 @@ from skewless.cli._common import RepoOption, console, err_console, stop_requeste
 from skewless.feature_store import FeatureStore
 from skewless.service.serving_log import drain_serving_log
 from skewless.settings import Settings
+from skewless.stores.redis_outages import ride_out_outages
 
 __all__ = ["keys_app", "log_worker", "serve"]
 
@@ -72,14 +73,22 @@ def log_worker(
     """Move the serving log from its Redis Stream into hourly parquet partitions (data/serving_log).
 
     Entries are acknowledged only after their file is written: stopping or killing the worker loses nothing.
-    What was moved is then trimmed from the stream.
+    What was moved is then trimmed from the stream. When Redis goes away, it waits for it and goes on.
     """
     store = FeatureStore(settings=Settings.load(repo))
     consumer = f"{socket.gethostname()}-{os.getpid()}"
-    stopping = stop_requested()
     moved = 0
-    while not stopping():
+
+    def drain() -> None:
+        nonlocal moved
         moved += drain_serving_log(store, consumer, claim_idle_ms=int(claim_after * 1000))
+
+    ride_out_outages(
+        store.redis,
+        drain,
+        until=stop_requested(),
+        on_outage=lambda line: err_console.print(line, highlight=False),
+    )
     console.print(f"Moved {moved:,} logged requests to {store.settings.repo / 'data' / 'serving_log'}.")
 
 

@@ -32,6 +32,7 @@ from skewless._errors import StoreError
 from skewless.online.consumers import mark_alive, mark_gone
 from skewless.online.dead_letters import DEAD_LETTER_MAX, Rejected, add_dead_letters
 from skewless.online.stream_entries import Entry, parse_entries
+from skewless.stores.redis_outages import ride_out_outages
 from skewless.stores.stream_trim import entry_position, trim_acknowledged
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.incremental import IncrementalExecutor, PreparedBatch
@@ -44,8 +45,6 @@ GROUP = "skewless"
 #: entry's id (its clock against Redis's): a margin for the oldest pending entry, see
 #: ``_pending_since``. skewless's own ``push`` stamps none: the entry id is the ingest time.
 _CLOCK_SLACK_US = 1_000_000
-#: How often a consumer that lost Redis tries it again.
-_RETRY_S = 1.0
 
 
 @dataclass
@@ -106,15 +105,17 @@ class StreamIngestor:
         self._next_mark = 0.0  # when to mark this consumer alive next
         self.executor = IncrementalExecutor(client, project=project)
         self.stats = IngestStats()
-        for source, _ in plans_by_source.values():
-            self._ensure_group(str(source.stream))
+        self._ensure_groups()
 
-    def _ensure_group(self, stream: str) -> None:
-        try:
-            self.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise StoreError(f"cannot create consumer group on stream '{stream}': {exc}") from exc
+    def _ensure_groups(self) -> None:
+        for source, _ in self.sources.values():
+            try:
+                self.client.xgroup_create(str(source.stream), GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise StoreError(
+                        f"cannot create consumer group on stream '{source.stream}': {exc}"
+                    ) from exc
 
     def run(
         self,
@@ -129,16 +130,13 @@ class StreamIngestor:
         failed is read again and its writes that had landed count once, as after a restart of
         the process. ``on_outage`` hears, in a line, when Redis goes and when it is back."""
         try:
-            while not until():
-                try:
-                    self._consume(until)
-                except (redis.RedisError, StoreError) as exc:
-                    if not _unreachable(exc):
-                        raise
-                    on_outage(f"Redis is unreachable ({_unreachable(exc)}); trying again every second.")
-                    if not self._wait_for_redis(until):
-                        break
-                    on_outage("Redis is back; going on from this consumer's unacknowledged entries.")
+            ride_out_outages(
+                self.client,
+                lambda: self._consume(until),
+                until=until,
+                on_outage=on_outage,
+                on_back=self._ensure_groups,
+            )
         finally:
             self.close()
         return self.stats
@@ -159,20 +157,6 @@ class StreamIngestor:
                     in_flight = writer.submit(self._finish, batch) if batch else None
             if in_flight is not None:
                 in_flight.result()
-
-    def _wait_for_redis(self, until: Callable[[], bool]) -> bool:
-        """Wait until Redis answers (True) or ``until()`` (False). A Redis that restarted empty
-        gets the consumer groups back."""
-        while not until():
-            time.sleep(_RETRY_S)
-            try:
-                self.client.ping()
-                for source, _ in self.sources.values():
-                    self._ensure_group(str(source.stream))
-                return True
-            except (redis.ConnectionError, redis.TimeoutError):
-                continue
-        return False
 
     def close(self) -> None:
         """Say this consumer stopped (``run`` does when it returns): full materializations of
@@ -325,16 +309,6 @@ def _entry_ord(entry_id: bytes) -> int:
     """A stream position that orders like the entry id (milliseconds, then sequence)."""
     millis, sequence = entry_position(entry_id)
     return millis * 1_000_000 + sequence
-
-
-def _unreachable(exc: BaseException) -> str:
-    """Why Redis could not be reached, when that is what ``exc`` (or what caused it) says; else
-    empty."""
-    while exc is not None:
-        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-            return str(exc)
-        exc = exc.__cause__  # type: ignore[assignment]
-    return ""
 
 
 def _as_fields(source: EventSource, row: dict[str, Any]) -> dict[str, str]:

@@ -1,0 +1,67 @@
+"""Long-running loops over Redis (`skewless ingest`, `skewless log-worker`) outlive its outages.
+
+A Redis restart or failover must not stop the processes that feed it: each says in one line that
+Redis went away, tries it once a second, and when it answers goes on where it was. Their work is
+built for that already: nothing is acknowledged before it is written, and what was written twice
+counts once, so going on after an outage is what a restarted process would do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import redis
+
+from skewless._errors import SkewlessError
+
+__all__ = ["ride_out_outages", "unreachable"]
+
+#: How often a process that lost Redis tries it again.
+RETRY_S = 1.0
+
+
+def unreachable(exc: BaseException | None) -> str:
+    """Why Redis could not be reached, when that is what ``exc`` (or what caused it) says; else
+    empty."""
+    while exc is not None:
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            return str(exc)
+        exc = exc.__cause__
+    return ""
+
+
+def ride_out_outages(
+    client: redis.Redis,
+    work: Callable[[], None],
+    *,
+    until: Callable[[], bool],
+    on_outage: Callable[[str], None],
+    on_back: Callable[[], None] = lambda: None,
+) -> None:
+    """Call ``work()`` until ``until()`` is true. When it fails because Redis cannot be reached,
+    say so through ``on_outage``, wait until Redis answers (or ``until()``), run ``on_back`` (a
+    Redis that restarted empty needs its consumer groups again) and go on."""
+    while not until():
+        try:
+            work()
+        except (redis.RedisError, SkewlessError) as exc:
+            reason = unreachable(exc)
+            if not reason:
+                raise
+            on_outage(f"Redis is unreachable ({reason}); trying again every second.")
+            if not _wait_for(client, until):
+                return
+            on_back()
+            on_outage("Redis is back; going on where this process was.")
+
+
+def _wait_for(client: redis.Redis, until: Callable[[], bool]) -> bool:
+    """Wait until Redis answers (True) or ``until()`` (False)."""
+    while not until():
+        time.sleep(RETRY_S)
+        try:
+            return bool(client.ping())
+        except (redis.ConnectionError, redis.TimeoutError):
+            continue
+    return False

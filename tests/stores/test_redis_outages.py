@@ -1,0 +1,84 @@
+"""Loops over Redis outlive its restarts: against a redis-server of the test's own, stopped (its
+data saved) and started again while the loop runs."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from skewless.stores.redis_outages import ride_out_outages
+from tests.service.processes import free_port, redis_server
+
+
+def _client(port: int) -> redis.Redis:
+    """A client that does not retry on its own (redis-py's default retries a command for about 7 s)."""
+    return redis.Redis(port=port, retry=Retry(NoBackoff(), 0))
+
+
+def test_work_goes_on_where_it_was_once_redis_is_back(tmp_path: Path) -> None:
+    port = free_port()
+    servers = [redis_server(port, tmp_path)]
+    client = _client(port)
+    counts: list[int] = []
+    lines: list[str] = []
+    backs: list[bool] = []
+
+    def restart() -> None:
+        servers[0].wait(10)
+        time.sleep(1.5)  # the loop meets the outage meanwhile
+        servers.append(redis_server(port, tmp_path))  # loads what the shutdown saved
+
+    def work() -> None:
+        counts.append(int(client.incr("calls")))  # type: ignore[arg-type]
+        if len(counts) == 3:
+            with contextlib.suppress(redis.ConnectionError):
+                client.shutdown(save=True)
+            threading.Thread(target=restart).start()
+
+    try:
+        ride_out_outages(
+            client,
+            work,
+            until=lambda: len(counts) >= 6,
+            on_outage=lines.append,
+            on_back=lambda: backs.append(True),
+        )
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(10)
+    assert counts == [1, 2, 3, 4, 5, 6]  # nothing lost, nothing done twice
+    assert backs == [True]
+    assert (
+        len(lines) == 2
+        and lines[0].startswith("Redis is unreachable (")
+        and lines[1].startswith("Redis is back")
+    )
+
+
+def test_a_stop_during_the_outage_ends_the_loop(tmp_path: Path) -> None:
+    port = free_port()
+    server = redis_server(port, tmp_path)
+    client = _client(port)
+    server.terminate()
+    server.wait(10)
+    started = time.monotonic()
+    lines: list[str] = []
+    ride_out_outages(
+        client, client.ping, until=lambda: time.monotonic() - started > 2, on_outage=lines.append
+    )
+    assert len(lines) == 1 and "unreachable" in lines[0]
+
+
+def test_other_errors_are_raised(isolated_redis_url: str) -> None:
+    client = redis.Redis.from_url(isolated_redis_url)
+    client.set("text", "not a list")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        ride_out_outages(client, lambda: client.lpush("text", 1), until=lambda: False, on_outage=print)
