@@ -391,7 +391,7 @@ class FeatureStore:
         end: datetime | None = None,
     ) -> Iterator[_RunTally]:
         """A materialization_runs row for the work inside: "running", then "succeeded" with the
-        rows the body counted, or "failed" with the error (which is re-raised).
+        rows the body counted, or "failed" with the error, or "interrupted" (re-raised).
 
         The "running" row is written from a thread while the work starts: opening the database
         and committing the row took 0.02 s, a tenth of materializing 100,000 rows, and the work's
@@ -412,8 +412,8 @@ class FeatureStore:
             try:
                 yield tally
                 status = "succeeded"
-            except Exception as exc:
-                error = str(exc)
+            except BaseException as exc:  # Ctrl-C too: the row must not stay "running"
+                error = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
                 raise
             finally:
                 run_id = started.result()

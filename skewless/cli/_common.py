@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -55,6 +56,31 @@ def stop_requested() -> Callable[[], bool]:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     return lambda: stopping
+
+
+@contextlib.contextmanager
+def interruptible(message: str) -> Iterator[None]:
+    """Ctrl-C inside prints ``message`` (what the interruption left, what to do) and exits 130.
+
+    DuckDB turns a Ctrl-C during a query into ``RuntimeError("Query interrupted")``; the flag the
+    handler sets tells that from an error of the work itself."""
+    pressed = False
+
+    def handler(*_: object) -> None:
+        nonlocal pressed
+        pressed = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    except (KeyboardInterrupt, Exception):
+        if not pressed:
+            raise
+        err_console.print(message, highlight=False)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def parse_utc(value: str | None, option: str) -> datetime | None:

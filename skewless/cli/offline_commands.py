@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from skewless._errors import ConfigError
-from skewless.cli._common import RepoOption, console, err_console, parse_utc
+from skewless.cli._common import RepoOption, console, err_console, interruptible, parse_utc
 from skewless.feature_store import FeatureStore
 from skewless.offline.training_set import read_entities
 from skewless.settings import Settings
@@ -37,14 +37,17 @@ def backfill(
     prepared in .skewless/prepared/, where training sets start from them.
     """
     store = FeatureStore(settings=Settings.load(repo))
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rows]:,} rows"),
-        TimeElapsedColumn(),
-        console=err_console,
-    ) as progress:
+    with (
+        interruptible("Interrupted: run the same command again (a backfill replaces its days)."),
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rows]:,} rows"),
+            TimeElapsedColumn(),
+            console=err_console,
+        ) as progress,
+    ):
         tasks: dict[str, TaskID] = {}
 
         def on_day(view: str, day: datetime, rows: int, days: int) -> None:
@@ -107,7 +110,10 @@ def training_set(
     store = FeatureStore(settings=Settings.load(repo))
     frame = read_entities(entities)
     refs = store.feature_refs(features or str(feature_service))
-    with err_console.status(f"Computing {len(refs)} feature refs for {frame.height:,} entity rows …"):
+    with (
+        interruptible("Interrupted: the training set was not recorded; run the command again."),
+        err_console.status(f"Computing {len(refs)} feature refs for {frame.height:,} entity rows …"),
+    ):
         built = store.create_training_set(
             frame,
             refs,

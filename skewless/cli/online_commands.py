@@ -14,7 +14,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from skewless.cli._common import RepoOption, console, err_console, parse_utc, stop_requested
+from skewless.cli._common import RepoOption, console, err_console, interruptible, parse_utc, stop_requested
 from skewless.feature_store import FeatureStore
 from skewless.online.dead_letters import DEAD_LETTER_MAX, DeadLetter
 from skewless.online.ingest import StreamIngestor
@@ -52,13 +52,19 @@ def materialize(
     """
     window = parse_utc(start, "--start"), parse_utc(end, "--end")
     store = FeatureStore(settings=Settings.load(repo))
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-    ) as progress:
+    with (
+        interruptible(
+            "Interrupted: the view being loaded may be partly written in Redis; "
+            "run the same command again to complete it."
+        ),
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+        ) as progress,
+    ):
         results = store.materialize(
             views or (),
             incremental=incremental,

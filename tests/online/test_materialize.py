@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -294,6 +297,39 @@ def test_materialize_cli_shows_what_it_wrote_and_refuses_a_bad_range(
     assert "would cut the windows of view" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
 
 
+def test_ctrl_c_says_what_to_do_and_records_the_run_as_interrupted(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    write_example_data(example_repo / "data", FraudDataSpec(events=300_000, cards=2_000, days=2))
+    database = tmp_path / "m.db"
+    env = {**os.environ, "REDIS_URL": isolated_redis_url, "SKEWLESS_DATABASE_URL": f"sqlite:///{database}"}
+    command = [SKEWLESS, "materialize", "card_activity", "--repo", str(example_repo)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def running() -> bool:
+        with (
+            contextlib.suppress(sqlite3.OperationalError),
+            contextlib.closing(sqlite3.connect(database)) as db,
+        ):
+            return bool(
+                db.execute("SELECT count(*) FROM materialization_runs WHERE status = 'running'").fetchone()[0]
+            )
+        return False
+
+    deadline = time.monotonic() + 60
+    while not running():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in stderr
+    assert "Interrupted: the view being loaded may be partly written in Redis" in " ".join(stderr.split())
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        ((status, error),) = db.execute("SELECT status, error FROM materialization_runs").fetchall()
+    # Ctrl-C in Python is "interrupted"; inside a DuckDB query, DuckDB's "Query interrupted".
+    assert status == "failed" and "interrupted" in error.lower()
+
+
 def test_each_run_is_recorded_with_its_rows_or_its_error(
     example_repo: Path, isolated_redis_url: str, database_url: str
 ) -> None:
@@ -310,13 +346,23 @@ def _assert_runs_recorded(example_repo: Path, isolated_redis_url: str, database_
     env = {"REDIS_URL": isolated_redis_url, "SKEWLESS_DATABASE_URL": database_url}
     store = FeatureStore(settings=Settings.load(example_repo, env=env))
     written = store.materialize(["card_profile"])[0].written
+
+    def interrupt(view: str, done: int, total: int) -> None:
+        raise KeyboardInterrupt  # Ctrl-C in the middle of the writes
+
+    with pytest.raises(KeyboardInterrupt):
+        store.materialize(["card_profile"], on_progress=interrupt)
     (example_repo / "data" / "transactions.parquet").unlink()
     with pytest.raises(ExecutionError, match="no history"):
         store.materialize(["card_activity"])
     with store.database.session() as session:
         runs = session.scalars(select(MaterializationRun).order_by(MaterializationRun.id)).all()
         recorded = [(r.view, r.status, r.rows_written, r.finished_at is not None) for r in runs]
-        error = runs[-1].error
+        errors = [r.error for r in runs]
     store.close()
-    assert recorded == [("card_profile", "succeeded", written, True), ("card_activity", "failed", 0, True)]
-    assert error is not None and "no history" in error
+    assert recorded == [
+        ("card_profile", "succeeded", written, True),
+        ("card_profile", "failed", 0, True),
+        ("card_activity", "failed", 0, True),
+    ]
+    assert errors[:2] == [None, "interrupted"] and "no history" in str(errors[2])
