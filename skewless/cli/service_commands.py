@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from skewless._errors import ConfigError
 from skewless.cli._common import RepoOption, console, err_console, stop_requested
 from skewless.feature_store import FeatureStore
 from skewless.service.serving_log import drain_serving_log
@@ -30,9 +31,21 @@ def _share_metrics_between_workers() -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["PROMETHEUS_MULTIPROCESS_DIR"] = directory
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail here, in one line, when the server could not listen (uvicorn would log its own error)."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:  # create_server's message adds the address again: keep the reason
+        reason = str(exc.strerror or exc).split(" (while attempting", 1)[0].lower()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {reason}; pick another --port or --host."
+        ) from exc
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 6566,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 6566,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (each stateless).")] = 1,
     auth: Annotated[
         bool, typer.Option("--auth/--no-auth", help="Require API keys (read scope to serve, write to push).")
@@ -51,6 +64,7 @@ def serve(
     os.environ["SKEWLESS_REPO"] = str(settings.repo)  # workers rebuild the app from the environment
     os.environ["SKEWLESS_AUTH"] = "on" if auth else "off"
     FeatureStore(settings=settings).redis.ping()  # fail here, clearly, if Redis is unreachable
+    _check_port(host, port)
     guard = "API keys required" if auth else "no authentication"
     err_console.print(f"Serving {settings.repo} on http://{host}:{port} ({guard}; docs at /docs).")
     uvicorn.run(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
+import subprocess
 from pathlib import Path
 
 import httpx
 
-from tests.service.processes import free_port, serving_env, start, wait_http
+from tests.service.processes import SKEWLESS, free_port, serving_env, start, wait_http
 
 
 def test_metrics_add_up_every_worker(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> None:
@@ -38,3 +40,25 @@ def test_metrics_add_up_every_worker(example_repo: Path, isolated_redis_url: str
         api.send_signal(signal.SIGTERM)
         api.wait(30)
     assert counts == [40.0] * 10
+
+
+def test_a_port_it_cannot_listen_on_is_one_line(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    env = serving_env(example_repo, isolated_redis_url, tmp_path, events=200, cards=5)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        busy = subprocess.run(
+            [SKEWLESS, "serve", "--port", str(port), "--repo", str(example_repo)],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert busy.returncode == 1 and busy.stderr.strip().splitlines()[-1] == (
+        f"error: cannot listen on 127.0.0.1:{port}: address already in use; pick another --port or --host."
+    )
+    out_of_range = subprocess.run(
+        [SKEWLESS, "serve", "--port", "99999", "--repo", str(example_repo)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out_of_range.returncode == 2 and "Invalid value for '--port'" in out_of_range.stderr
