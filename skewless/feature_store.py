@@ -222,18 +222,18 @@ class FeatureStore:
 
     def ingestor(self, sources: Sequence[str] = (), **options: Any) -> StreamIngestor:
         """A stream consumer for ``sources`` (default: every source with a stream)."""
+        streamed = self._streamed(sources)
         chosen: dict[str, tuple[EventSource, list[ViewPlan]]] = {}
         for view in self.repo.views.values():
-            src = view.source
-            if src.stream and (not sources or src.name in sources):
-                chosen.setdefault(src.name, (src, []))[1].append(self.plans[view.name])
-        unknown = sorted(set(sources) - set(chosen))
-        if unknown:
+            if view.source.name in streamed:
+                chosen.setdefault(view.source.name, (view.source, []))[1].append(self.plans[view.name])
+        unread = sorted(set(sources) - set(chosen))
+        if unread:
             raise DefinitionError(
-                f"No view reads a stream from source(s) {', '.join(unknown)}; streamed sources: {', '.join(sorted(chosen)) or 'none'}."
+                f"No view reads source(s) {', '.join(unread)}; nothing of theirs to ingest."
             )
         if not chosen:
-            raise DefinitionError("No source of this repo declares a stream=; nothing to ingest.")
+            raise DefinitionError("No view reads a source with a stream=; nothing to ingest.")
         return StreamIngestor(self.redis, self.settings.repo, chosen, project=self._project, **options)
 
     def compact(

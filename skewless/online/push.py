@@ -63,11 +63,27 @@ def _check(source: EventSource, frame: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(typed)
 
 
+def _as_frame(events: Any) -> pl.DataFrame:
+    """The events as a frame: given as one, or as a list of dicts (one per event)."""
+    if isinstance(events, pl.DataFrame):
+        return events
+    if not isinstance(events, list) or not all(isinstance(event, dict) for event in events):
+        raise ExecutionError(
+            f"events: give a polars DataFrame or a list of dicts, one per event; got {type(events).__name__}."
+        )
+    try:
+        return pl.DataFrame(events, infer_schema_length=None)
+    except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+        raise ExecutionError(
+            f"events: cannot read them as one table ({exc}); give each column one type."
+        ) from exc
+
+
 def push_events(client: redis.Redis, source: EventSource, events: pl.DataFrame | list[dict[str, Any]]) -> int:
     """Append ``events`` to ``source``'s stream; returns how many. Nothing is sent if any is invalid."""
     if source.stream is None:
         raise ExecutionError(f"source '{source.name}' has no stream=; declare one to push events to it.")
-    frame = _check(source, events if isinstance(events, pl.DataFrame) else pl.DataFrame(events))
+    frame = _check(source, _as_frame(events))
     if frame.is_empty():
         raise ExecutionError("no events to push.")
     pipe = client.pipeline(transaction=False)

@@ -37,6 +37,18 @@ class OnlineResult:
     versions: dict[str, str]
 
 
+def _row_count(entity_rows: Mapping[str, Sequence[Any]]) -> int:
+    """How many entity rows there are; each column must be a list (a string is not: it would
+    read as one row per character)."""
+    for key, values in entity_rows.items():
+        if isinstance(values, str | bytes) or not hasattr(values, "__len__"):
+            raise ExecutionError(
+                f"entity rows: '{key}' must be a list with a value per entity row, e.g. {{'{key}': [...]}}; "
+                f"got {type(values).__name__}."
+            )
+    return len(next(iter(entity_rows.values()), []))
+
+
 def _entity_columns(
     plan: ViewPlan, entity_rows: Mapping[str, Sequence[Any]], count: int
 ) -> list[tuple[Any, ...]]:
@@ -109,7 +121,7 @@ def prepare_read(
     """The read of ``features`` ("view:feature") for each entity row as of ``at_us``; ``plans``
     are the compiled views (compiled once, not per request). Bad input raises ExecutionError."""
     grouped = resolve_features(repo, features)
-    count = len(next(iter(entity_rows.values()), []))
+    count = _row_count(entity_rows)
     reads = []
     for view_name in grouped:
         plan = plans[view_name]

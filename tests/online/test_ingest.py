@@ -181,6 +181,9 @@ def test_push_rejects_bad_events_whole(example_repo: Path, isolated_redis_url: s
         store.push(
             "transactions", [{"card_id": "c1", "event_time": "2026-11-29T08:00:00Z"}, {"event_time": "now"}]
         )
+    for not_events in (5, "c1", [1]):
+        with pytest.raises(ExecutionError, match="give a polars DataFrame or a list of dicts, one per event"):
+            store.push("transactions", not_events)
     with pytest.raises(ExecutionError, match="1 event\\(s\\) have no event time 'event_time'"):
         store.push("transactions", [{"card_id": "c1", "event_time": datetime.now(UTC)}, {"card_id": "c2"}])
     assert store.redis.xlen("transactions") == 0
@@ -362,3 +365,14 @@ def test_compaction_merges_acknowledged_landed_files_and_changes_nothing_read(
     assert (result.files_before, result.files_after) == (len(before), 1 + len(later))
     assert len(before) - len(later) >= 2
     _assert_online_equals_offline(store)
+
+
+def test_ingesting_a_source_without_a_stream_names_those_with_one(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    for named in (["card_profiles"], ["nope"]):  # a source without a stream, a source that does not exist
+        with pytest.raises(
+            DefinitionError, match=rf"No stream for source\(s\) {named[0]}; streamed sources: transactions\."
+        ):
+            store.ingestor(named)

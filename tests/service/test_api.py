@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from skewless._errors import ExecutionError
 from skewless.feature_store import FeatureStore
 from skewless.metadata import open_database
 from skewless.repo.feast_store import feast_store
@@ -102,6 +103,11 @@ def test_windowed_features_and_statuses(store: FeatureStore, client: TestClient)
     )
     assert body["results"][1]["values"][:-1] == expected["count_24h"].to_list()
     assert body["results"][1]["statuses"][-1] == "NOT_FOUND"
+
+
+def test_the_sdk_refuses_entity_rows_that_are_not_lists(store: FeatureStore) -> None:
+    with pytest.raises(ExecutionError, match="'card_id' must be a list with a value per entity row"):
+        store.get_online_features(["card_profile:country"], {"card_id": "c000001"})  # not 7 rows of a letter
 
 
 @pytest.mark.parametrize(
