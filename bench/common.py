@@ -77,7 +77,14 @@ def run_child(module: str, *args: str) -> dict[str, Any]:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory in MiB."""
+    """This program's peak resident memory in MiB: Linux's ``VmHWM``. ``getrusage``'s
+    ``ru_maxrss`` survives ``exec``, so a child started by a large parent reported the parent's
+    size (3,092 MiB for every engine in a full `make bench`, after the training section)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
