@@ -219,9 +219,12 @@ def compact(
     """
     settle_for = parse_duration(settle, what="--settle", allow_zero=True)
     store = FeatureStore(settings=Settings.load(repo))
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console
-    ) as progress:
+    with (
+        interruptible("Interrupted: readers see the same events; run it again to finish merging."),
+        Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console
+        ) as progress,
+    ):
         results = store.compact(sources or (), settle=settle_for, on_file=_bars(progress, "compact"))
     for source, result in results.items():
         console.print(
