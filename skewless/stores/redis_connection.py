@@ -114,9 +114,18 @@ def resolve_redis_url(settings: Settings, notify: Callable[[str], None] = print)
     return settings.redis_url or local_redis_url(settings.state_dir, notify)
 
 
+#: A reply awaited longer than this means the connection is lost: across a network partition
+#: nothing closes it, and without a limit a read would wait forever (long-running loops then ride
+#: the outage out, stores/redis_outages.py). Far above any wait skewless asks for (XREADGROUP
+#: blocks 0.2 s); a URL's ``?socket_timeout=`` overrides it.
+READ_TIMEOUT_S = 30.0
+
+
 def connect_redis(url: str) -> redis.Redis:
     """A client for the online store at ``url``; a clear error if it cannot be reached."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=2, socket_timeout=READ_TIMEOUT_S, health_check_interval=30
+    )
     try:
         client.ping()
     except redis.RedisError as exc:

@@ -4,6 +4,7 @@ data saved) and started again while the loop runs."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from skewless.stores.redis_connection import READ_TIMEOUT_S, connect_redis
 from skewless.stores.redis_outages import ride_out_outages
 from tests.service.processes import free_port, redis_server
 
@@ -82,3 +84,33 @@ def test_other_errors_are_raised(isolated_redis_url: str) -> None:
     client.set("text", "not a list")
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         ride_out_outages(client, lambda: client.lpush("text", 1), until=lambda: False, on_outage=print)
+
+
+def test_a_redis_that_stops_answering_is_an_outage_too(tmp_path: Path) -> None:
+    """A network partition closes nothing: a read that waits past the client's timeout is an
+    outage (here redis-server is paused with SIGSTOP, then resumed)."""
+    port = free_port()
+    server = redis_server(port, tmp_path)
+    client = redis.Redis(port=port, socket_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    answers: list[bool] = []
+    lines: list[str] = []
+
+    def work() -> None:
+        answers.append(bool(client.ping()))
+        if len(answers) == 2:
+            server.send_signal(signal.SIGSTOP)
+            threading.Timer(2.0, server.send_signal, [signal.SIGCONT]).start()
+
+    try:
+        ride_out_outages(client, work, until=lambda: len(answers) >= 4, on_outage=lines.append)
+    finally:
+        server.send_signal(signal.SIGCONT)
+        server.terminate()
+        server.wait(10)
+    assert answers == [True] * 4
+    assert len(lines) == 2 and "Timeout" in lines[0] and lines[1].startswith("Redis is back")
+
+
+def test_the_store_client_gives_up_on_a_silent_connection(isolated_redis_url: str) -> None:
+    client = connect_redis(isolated_redis_url)
+    assert client.connection_pool.connection_kwargs["socket_timeout"] == READ_TIMEOUT_S
