@@ -34,7 +34,8 @@ def _share_metrics_between_workers() -> None:
 def _check_port(host: str, port: int) -> None:
     """Fail here, in one line, when the server could not listen (uvicorn would log its own error)."""
     try:
-        with socket.create_server((host, port)):
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]  # IPv4 or IPv6
+        with socket.create_server((host, port), family=family):
             pass
     except OSError as exc:  # create_server's message adds the address again: keep the reason
         reason = str(exc.strerror or exc).split(" (while attempting", 1)[0].lower()

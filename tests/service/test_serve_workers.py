@@ -10,7 +10,10 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
+from skewless._errors import ConfigError
+from skewless.cli.service_commands import _check_port
 from tests.service.processes import SKEWLESS, free_port, serving_env, start, wait_http
 
 
@@ -62,3 +65,18 @@ def test_a_port_it_cannot_listen_on_is_one_line(
         text=True,
     )
     assert out_of_range.returncode == 2 and "Invalid value for '--port'" in out_of_range.stderr
+
+
+def test_an_ipv6_host_passes_the_check() -> None:
+    """`serve --host ::` listens on IPv6: the check binds the host's own address family."""
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6) as probe:
+            port = probe.getsockname()[1]
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    _check_port("::1", port)
+    with (
+        socket.create_server(("::1", port), family=socket.AF_INET6),
+        pytest.raises(ConfigError, match="in use"),
+    ):
+        _check_port("::1", port)
