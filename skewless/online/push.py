@@ -9,6 +9,7 @@ high-water mark exact (online/ingest.py, ``_pending_since``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -64,15 +65,24 @@ def _check(source: EventSource, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _as_frame(events: Any) -> pl.DataFrame:
-    """The events as a frame: given as one, or as a list of dicts (one per event)."""
+    """The events as a polars frame: given as one, as a pandas one (what Feast's ``push`` takes),
+    or as a list of dicts, one per event."""
     if isinstance(events, pl.DataFrame):
         return events
-    if not isinstance(events, list) or not all(isinstance(event, dict) for event in events):
+    if type(events).__module__.startswith("pandas") and type(events).__name__ == "DataFrame":
+        return _read(pl.from_pandas, events)
+    rows = isinstance(events, Sequence) and not isinstance(events, str | bytes)
+    if not rows or not all(isinstance(event, Mapping) for event in events):
         raise ExecutionError(
-            f"events: give a polars DataFrame or a list of dicts, one per event; got {type(events).__name__}."
+            "events: give a DataFrame (polars or pandas) or a list of dicts, one per event; "
+            f"got {type(events).__name__}."
         )
+    return _read(lambda rows: pl.DataFrame(rows, infer_schema_length=None), events)
+
+
+def _read(convert: Callable[[Any], pl.DataFrame], events: Any) -> pl.DataFrame:
     try:
-        return pl.DataFrame(events, infer_schema_length=None)
+        return convert(events)
     except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
         raise ExecutionError(
             f"events: cannot read them as one table ({exc}); give each column one type."

@@ -96,7 +96,11 @@ def test_pushed_events_reach_online_and_offline_and_bad_ones_are_dead_lettered(
     example_repo: Path, isolated_redis_url: str, tmp_path: Path
 ) -> None:
     store = _store(example_repo, isolated_redis_url, tmp_path)
-    assert store.push("transactions", _events(300)) == 330
+    events = _events(300)  # polars, then pandas (as Feast's push takes), then rows as dicts
+    pushed = store.push("transactions", events.head(100)) + store.push(
+        "transactions", events[100:200].to_pandas()
+    )
+    assert pushed + store.push("transactions", tuple(events[200:].to_dicts())) == 330
     malformed = store.redis.xadd("transactions", {"card_id": "c000001", "event_time": "yesterday"})
     late = (datetime.now(UTC) - timedelta(hours=3)).isoformat()
     too_late = store.redis.xadd(
@@ -182,7 +186,9 @@ def test_push_rejects_bad_events_whole(example_repo: Path, isolated_redis_url: s
             "transactions", [{"card_id": "c1", "event_time": "2026-11-29T08:00:00Z"}, {"event_time": "now"}]
         )
     for not_events in (5, "c1", [1]):
-        with pytest.raises(ExecutionError, match="give a polars DataFrame or a list of dicts, one per event"):
+        with pytest.raises(
+            ExecutionError, match="give a DataFrame \\(polars or pandas\\) or a list of dicts"
+        ):
             store.push("transactions", not_events)
     with pytest.raises(ExecutionError, match="1 event\\(s\\) have no event time 'event_time'"):
         store.push("transactions", [{"card_id": "c1", "event_time": datetime.now(UTC)}, {"card_id": "c2"}])
