@@ -213,7 +213,7 @@ class FeatureStore:
         return results
 
     def push(self, source: str, events: Any) -> int:
-        """Send events (a frame or a list of dicts) to ``source``'s stream for `skewless ingest`."""
+        """Send events (a polars or pandas DataFrame, or a list of dicts) to ``source``'s stream for `skewless ingest`."""
         if source not in self.repo.sources:
             raise DefinitionError(
                 f"Unknown source '{source}'; this repo declares: {', '.join(sorted(self.repo.sources))}."
