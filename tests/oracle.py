@@ -3,6 +3,7 @@ the text alone (no SQL, no tiles, no skewless aggregator classes), used as the t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,11 +42,16 @@ def floor(t: int, g: int) -> int:
     return t - t % g
 
 
+def _missing(value: Any) -> bool:
+    """Null for an aggregation (§5): no value, or a float that is NaN or infinite."""
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
 def aggregate(function: str, column: str | None, events: list[Event]) -> Any:
     """§5 over the events already selected for the window."""
     if column is None:
         return len(events)
-    values = [e.values[column] for e in events if e.values[column] is not None]
+    values = [e.values[column] for e in events if not _missing(e.values[column])]
     if function == "count":
         return len(values)
     if function == "sum":
@@ -62,7 +68,7 @@ def aggregate(function: str, column: str | None, events: list[Event]) -> Any:
         ranked = [
             (e.event_us, e.ingest_us, e.event_id or "", e.values[column])
             for e in events
-            if e.values[column] is not None
+            if not _missing(e.values[column])
         ]
         return max(ranked)[-1] if ranked else None
     raise ValueError(function)

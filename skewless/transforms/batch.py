@@ -247,7 +247,7 @@ class BatchExecutor:
         events = first_copies(plan, _in_arrival_order(events))
         if not transform:
             return events
-        return _with_order_ranks(plan, plan.transform(events) if plan.transform is not None else events)
+        return _with_order_ranks(plan, plan.transformed(events))
 
     def history(
         self, plan: ViewPlan, *, since_us: int | None = None, until_us: int | None = None

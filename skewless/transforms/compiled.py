@@ -71,6 +71,21 @@ class ViewPlan:
         """Longest window plus its tile: how far back any feature can look."""
         return max((a.reach_us for a in self.aggregations), default=0)
 
+    def transformed(self, events: pl.DataFrame) -> pl.DataFrame:
+        """Counted events as the aggregations read them, in both executors: the row-level
+        transform applied, then every float input that is NaN or infinite made null (semantics
+        §5: Redis cannot add such values, and one would spoil a window's sum until it passed)."""
+        if self.transform is not None:
+            events = self.transform(events)
+        floats = {
+            a.column for a in self.aggregations if a.column and a.input_dtype and a.input_dtype.is_float()
+        }
+        if not floats:
+            return events
+        return events.with_columns(
+            pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) for c in sorted(floats)
+        )
+
 
 def compile_view(view: View) -> ViewPlan:
     """Resolve a view's declaration into a plan."""

@@ -144,11 +144,9 @@ def counted_events(plan: ViewPlan, events: pl.DataFrame) -> tuple[pl.DataFrame, 
         .drop("__reason")
         .unique(["__id", "__event_us", *plan.join_keys], keep="first", maintain_order=True)
     )
-    if plan.transform is not None:
-        counted = plan.transform(counted)
-    return counted.with_columns(__tag=entity_tag_expr(plan.name, plan.join_keys)), frame.filter(
-        pl.col("__reason").is_not_null()
-    )
+    return plan.transformed(counted).with_columns(
+        __tag=entity_tag_expr(plan.name, plan.join_keys)
+    ), frame.filter(pl.col("__reason").is_not_null())
 
 
 def merged_updates(plan: ViewPlan, frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:

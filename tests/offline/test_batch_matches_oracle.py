@@ -121,7 +121,13 @@ def event_sets(draw: st.DrawFn) -> list[oracle.Event]:
         event_us = draw(st.one_of(event_times, st.none()) if position % 13 == 12 else event_times)
         ingest_us = (event_us or 0) + draw(delays)
         values = {
-            "amount": draw(st.one_of(st.none(), st.integers(0, 10_000).map(lambda c: c / 100))),
+            "amount": draw(
+                st.one_of(
+                    st.none(),
+                    st.integers(0, 10_000).map(lambda c: c / 100),
+                    st.sampled_from([math.nan, math.inf, -math.inf]),  # null for aggregations (§5)
+                )
+            ),
             "units": draw(st.one_of(st.none(), st.integers(-5, 20))),
             "shop": draw(st.one_of(st.none(), st.sampled_from(["s1", "s2", "s3", "s4"]))),
         }
@@ -174,8 +180,8 @@ def _with_derived(events: list[oracle.Event]) -> list[oracle.Event]:
     out = []
     for e in events:
         amount = e.values["amount"]
-        derived = {
-            "big": None if amount is None else amount > 50,
+        derived = {  # as polars computes them: NaN compares above every number
+            "big": None if amount is None else (math.isnan(amount) or amount > 50),
             "amount2": None if amount is None else amount * 2,
         }
         out.append(
@@ -189,6 +195,8 @@ def _same(actual: Any, expected: Any) -> bool:
     float sum is the integer 0)."""
     if actual is None or expected is None:
         return actual is None and expected is None
+    if isinstance(expected, float) and math.isnan(expected):  # a plain view serves its row's NaN
+        return isinstance(actual, float) and math.isnan(actual)
     if isinstance(actual, float) or isinstance(expected, float):
         return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-9)
     return type(actual) is type(expected) and actual == expected

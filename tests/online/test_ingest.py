@@ -382,3 +382,27 @@ def test_ingesting_a_source_without_a_stream_names_those_with_one(
             DefinitionError, match=rf"No stream for source\(s\) {named[0]}; streamed sources: transactions\."
         ):
             store.ingestor(named)
+
+
+def test_non_finite_amounts_count_as_null_and_do_not_stop_ingest(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    """An amount of NaN or infinity is null for the aggregations, online and offline alike (before,
+    Redis refused to add it: the script failed half-applied and ingest stopped on every retry)."""
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    now = datetime.now(UTC).isoformat()
+    for i, amount in enumerate(["5", "nan", "inf", "-inf", "1e400", "7"]):
+        store.redis.xadd(
+            "transactions",
+            {"event_id": f"n{i}", "card_id": "c000001", "merchant_id": "m00001", "currency": "USD",
+             "event_time": now, "amount": amount},
+        )  # fmt: skip
+    ingestor = store.ingestor()
+    while ingestor.step():
+        pass
+    assert ingestor.stats.applied == 6 and ingestor.stats.dead_lettered == 0
+    online = store.get_online_features(
+        ["card_activity:count_1h", "card_activity:amount_usd_sum_24h"], {"card_id": ["c000001"]}
+    )
+    assert online.values == [[6], [12.0]]  # six events; only 5 and 7 add up
+    _assert_online_equals_offline(store)
