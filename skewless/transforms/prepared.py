@@ -7,8 +7,8 @@ memory-mapped, takes 0.03 s.
 
 An entry is named by everything its content depends on (``PreparedHistory.open``): the view's
 definition version, the text of the repo's Python files (a constant a transform reads is part of
-its meaning), the versions of skewless, polars and DuckDB, and each history file's path, size,
-modification time and inode. File times are coarse — a rewrite within one clock tick can keep
+its meaning), the versions of skewless (and of what an entry holds, ``_REVISION``), polars and
+DuckDB, and each history file's path, size, modification time and inode. File times are coarse — a rewrite within one clock tick can keep
 them — so history with a file modified in the last ``SETTLE_SECONDS`` is not prepared on disk:
 it is still being written, and the name could not tell its versions apart.
 
@@ -45,6 +45,9 @@ __all__ = ["SETTLE_SECONDS", "PreparedHistory"]
 
 #: History files modified more recently than this are not trusted to a name (see above).
 SETTLE_SECONDS = 2.0
+#: What a prepared history holds, revised with the semantics it bakes in (2: a NaN or infinite
+#: float input is null, §5): an entry of an earlier revision is never read.
+_REVISION = 2
 _DAY_US = 86_400_000_000
 
 _log = logging.getLogger(__name__)
@@ -64,7 +67,7 @@ def _history_name(plan: ViewPlan, files: Sequence[Path], definitions: Sequence[P
             return None
         stats.append([str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino])
     code = [hashlib.sha256(path.read_bytes()).hexdigest() for path in definitions]
-    versions = [plan.version, __version__, pl.__version__, duckdb.__version__]
+    versions = [plan.version, __version__, _REVISION, pl.__version__, duckdb.__version__]
     return content_version({"versions": versions, "files": stats, "code": code})
 
 
