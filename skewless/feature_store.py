@@ -53,7 +53,7 @@ def _to_us(moment: datetime) -> int:
 def _range_us(
     start: datetime | None, end: datetime | None, incremental: bool
 ) -> tuple[int | None, int | None]:
-    """A materialization's event-time range in µs, checked."""
+    """A materialization's (or a backfill's) event-time range in µs, checked."""
     if incremental and (start is not None or end is not None):
         raise ConfigError(
             "an incremental run resumes from the watermark, so it takes no start or end: give one or the other."
@@ -361,6 +361,7 @@ class FeatureStore:
 
         ``on_day(view, day, rows, days)`` is called after each daily partition is written.
         """
+        _range_us(start, end, incremental=False)  # times with a zone, start not after end
         chosen = [self.repo.view(v) for v in views] or list(self.repo.views.values())
         results = []
         for view in chosen:

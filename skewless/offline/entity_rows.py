@@ -42,8 +42,8 @@ def normalize_timestamps(frame: pl.DataFrame, column: str) -> pl.DataFrame:
         raise ExecutionError("entity rows are empty; pass at least one row of join keys and a timestamp.")
     if column not in frame.columns:
         raise ExecutionError(
-            f"entity rows have no timestamp column '{column}'; add it or pass timestamp_column= "
-            f"(columns: {', '.join(frame.columns)})."
+            f"entity rows have no timestamp column '{column}'; add it, or name yours with "
+            f"--timestamp-column (timestamp_column= in Python); the rows have: {', '.join(frame.columns)}."
         )
     dtype = frame.schema[column]
     if not isinstance(dtype, pl.Datetime):

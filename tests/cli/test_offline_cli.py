@@ -138,6 +138,10 @@ def test_bad_date_is_one_line(example_repo: Path, sqlite_url: str) -> None:
         result.stderr.strip()
         == "error: --start 'yesterday' is not an ISO date or time, e.g. 2026-11-01 or 2026-11-01T12:00Z."
     )
+    swapped = _run(example_repo, sqlite_url, "backfill", "--start", "2026-11-20", "--end", "2026-11-10")
+    assert swapped.returncode == 1 and swapped.stderr.strip() == (
+        "error: start 2026-11-20T00:00:00+00:00 is after end 2026-11-10T00:00:00+00:00; swap them."
+    )
 
 
 def test_compact_merges_landed_files_and_names_unknown_sources(

@@ -41,7 +41,8 @@ CASES = {
     ),
     "missing timestamp": (
         rows().drop("event_timestamp"),
-        "entity rows have no timestamp column 'event_timestamp'; add it or pass timestamp_column= (columns: card_id).",
+        "entity rows have no timestamp column 'event_timestamp'; add it, or name yours with "
+        "--timestamp-column (timestamp_column= in Python); the rows have: card_id.",
     ),
     "naive timestamps": (
         rows(event_timestamp=[datetime(2026, 1, 1)] * 2),
