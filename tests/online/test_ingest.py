@@ -388,7 +388,8 @@ def test_non_finite_amounts_count_as_null_and_do_not_stop_ingest(
     example_repo: Path, isolated_redis_url: str, tmp_path: Path
 ) -> None:
     """An amount of NaN or infinity is null for the aggregations, online and offline alike (before,
-    Redis refused to add it: the script failed half-applied and ingest stopped on every retry)."""
+    Redis refused to add it: the script failed half-applied, ingest stopped, and after restarts
+    the card kept its counts without its sums)."""
     store = _store(example_repo, isolated_redis_url, tmp_path)
     now = datetime.now(UTC).isoformat()
     for i, amount in enumerate(["5", "nan", "inf", "-inf", "1e400", "7"]):
