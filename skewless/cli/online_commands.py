@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from typing import Annotated
 
-import redis
 import typer
 from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -19,6 +18,7 @@ from skewless.feature_store import FeatureStore
 from skewless.online.dead_letters import DEAD_LETTER_MAX, DeadLetter
 from skewless.online.ingest import StreamIngestor
 from skewless.settings import Settings
+from skewless.stores.redis_outages import OUTAGE_ERRORS
 from skewless.transforms.durations import parse_duration
 
 __all__ = ["compact", "dead_letters", "ingest", "materialize"]
@@ -150,7 +150,7 @@ def _report(ingestor: StreamIngestor) -> None:
     stats = ingestor.stats
     try:
         lag = f"{sum(ingestor.lag().values()):,}"
-    except (redis.ConnectionError, redis.TimeoutError):
+    except OUTAGE_ERRORS:
         lag = "unknown (Redis is unreachable)"
     console.print(
         f"events {stats.events:,} · applied {stats.applied:,} · duplicates {stats.duplicates:,} · "

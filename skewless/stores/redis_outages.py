@@ -15,17 +15,19 @@ import redis
 
 from skewless._errors import SkewlessError
 
-__all__ = ["ride_out_outages", "unreachable"]
+__all__ = ["OUTAGE_ERRORS", "ride_out_outages", "unreachable"]
 
 #: How often a process that lost Redis tries it again.
 RETRY_S = 1.0
+#: What redis-py raises when Redis cannot be reached (refused, closed, silent past the timeout).
+OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
 
 def unreachable(exc: BaseException | None) -> str:
     """Why Redis could not be reached, when that is what ``exc`` (or what caused it) says; else
     empty."""
     while exc is not None:
-        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        if isinstance(exc, OUTAGE_ERRORS):
             return str(exc)
         exc = exc.__cause__
     return ""
@@ -62,6 +64,6 @@ def _wait_for(client: redis.Redis, until: Callable[[], bool]) -> bool:
         time.sleep(RETRY_S)
         try:
             return bool(client.ping())
-        except (redis.ConnectionError, redis.TimeoutError):
+        except OUTAGE_ERRORS:
             continue
     return False

@@ -8,9 +8,10 @@ memory-mapped, takes 0.03 s.
 An entry is named by everything its content depends on (``PreparedHistory.open``): the view's
 definition version, the text of the repo's Python files (a constant a transform reads is part of
 its meaning), the versions of skewless (and of what an entry holds, ``_REVISION``), polars and
-DuckDB, and each history file's path, size, modification time and inode. File times are coarse — a rewrite within one clock tick can keep
-them — so history with a file modified in the last ``SETTLE_SECONDS`` is not prepared on disk:
-it is still being written, and the name could not tell its versions apart.
+DuckDB, and each history file's path, size, modification time and inode. File times are coarse
+— a rewrite within one clock tick can keep them — so history with a file modified in the last
+``SETTLE_SECONDS`` is not prepared on disk: it is still being written, and the name could not
+tell its versions apart.
 
 An entry holds the events from a UTC midnight on (or all of them): those the training set that
 wrote it could see, since events before its earliest row's reach never matter
