@@ -221,13 +221,7 @@ def test_killing_ingest_mid_stream_loses_and_double_counts_nothing(
         first.wait(10)
         second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait(
-                lambda: (
-                    store.redis.xinfo_groups("transactions")[0]["lag"] == 0
-                    and store.redis.xpending("transactions", "skewless")["pending"] == 0
-                ),
-                120,
-            )
+            _wait(lambda: _drained(store), 120)
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(30)
