@@ -55,7 +55,8 @@ def aggregate(function: str, column: str | None, events: list[Event]) -> Any:
     if function == "count":
         return len(values)
     if function == "sum":
-        return sum(int(v) if isinstance(v, bool) else v for v in values)
+        total = sum(int(v) if isinstance(v, bool) else v for v in values)
+        return None if isinstance(total, int) and not -(2**63) <= total < 2**63 else total  # §5
     if function == "mean":
         return sum(float(v) for v in values) / len(values) if values else None
     if function == "min":

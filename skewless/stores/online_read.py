@@ -154,6 +154,9 @@ def parse_value(raw: bytes | str | None, dtype: pl.DataType) -> Any:
     return text
 
 
+_INT64 = range(-(1 << 63), 1 << 63)
+
+
 def _tiles(granularity_us: int, at_us: int, span_us: int) -> list[int]:
     """Tile starts a read at ``at_us`` may need for a granularity whose longest window is ``span_us``."""
     current = at_us - at_us % granularity_us
@@ -165,6 +168,7 @@ def _parts(agg: CompiledAggregation, index: int, tile: dict[bytes, bytes]) -> di
     types = {
         "n": pl.Int64(),
         "s": pl.Float64() if agg.aggregator.function == "mean" else agg.dtype,
+        "h": pl.Int64(),  # an integer sum's high part
         "m": agg.dtype,
         "o": pl.String(),
         "v": agg.dtype,  # last keeps its input's type
@@ -182,7 +186,9 @@ def _merge(
     state = agg.aggregator()
     for tile in tiles:
         state.merge(agg.aggregator().load(_parts(agg, index, tile)))
-    return state.get()
+    value = state.get()
+    # An exact integer sum beyond Int64 has no value of the feature's type (semantics §5).
+    return None if isinstance(value, int) and value not in _INT64 else value
 
 
 def feature_view_read(plan: ViewPlan, entities: Sequence[Sequence[Any]], at_us: int) -> ViewRead:

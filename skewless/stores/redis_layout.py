@@ -4,8 +4,9 @@ Every key of one (view, entity) shares the hash tag ``{<view>|<entity>}``, so in
 entity's keys live in one slot and one script can touch them all (docs/architecture.md, "Executors"):
 
 - ``skl:{v|e}:t:<g>:<tile>``   hash: partial aggregates of the tile starting at ``<tile>`` µs of
-  granularity ``<g>`` µs; field ``<agg>.<part>`` (``n`` count, ``s`` sum, ``m`` min/max,
-  ``o``/``v`` order and value of ``last``); expires when no window can read it any more.
+  granularity ``<g>`` µs; field ``<agg>.<part>`` (``n`` count, ``s`` sum and ``h`` an integer
+  sum's high part, ``m`` min/max, ``o``/``v`` order and value of ``last``); expires when no
+  window can read it any more.
 - ``skl:{v|e}:d:<agg>:<tile>`` set: the distinct values of one distinct-count tile.
 - ``skl:{v|e}:latest``         string: event time (µs) of the entity's latest counted event.
 - ``skl:{v|e}:seen``           sorted set: event ids applied, scored by when a copy would be too

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from skewless.stores.redis_layout import entity_tag_expr, set_key_template, tile_key_template
+from skewless.transforms.aggregations.sum import HIGH
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.events import reject_reasons
 
@@ -103,6 +104,9 @@ def _spec_ops(spec: _Spec, events: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFr
             ).with_columns(op=pl.lit(spec.op), field=pl.lit(spec.field))
         ]
     else:
+        integer_sum = spec.function == "sum" and spec.op == "inc"
+        if integer_sum:
+            rows = rows.with_columns(*_split(pl.col("__v").cast(pl.Int64)))
         part = {
             "count": pl.len(),
             # Sequential sums, in arrival order: a parallel sum may round differently on a rerun.
@@ -111,7 +115,8 @@ def _spec_ops(spec: _Spec, events: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFr
             "min": pl.col("__v").min(),
             "max": pl.col("__v").max(),
         }[spec.function]
-        merged = rows.group_by(by).agg(part.alias("__part"), pl.len().alias("__n"))
+        high = [pl.col("__h").sum()] if integer_sum else []
+        merged = rows.group_by(by).agg(part.alias("__part"), pl.len().alias("__n"), *high)
         # Counts and sums are numbers whatever they add up; min and max keep the input's type.
         part_text = (
             _text(pl.col("__part"), dtype)
@@ -124,14 +129,28 @@ def _spec_ops(spec: _Spec, events: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFr
             )
         ]
         if spec.function == "mean":  # a mean also counts its values
-            updates.append(
-                merged.select(*by, pl.col("__n").cast(pl.String).alias("value")).with_columns(
-                    op=pl.lit("inc"), field=pl.lit(spec.field.removesuffix(".s") + ".n")
-                )
-            )
+            updates.append(_increment(merged, by, "__n", spec.field.removesuffix(".s") + ".n"))
+        if integer_sum:  # and its high part, where the batch has one
+            high_part = merged.filter(pl.col("__h") != 0)
+            updates.append(_increment(high_part, by, "__h", spec.field.removesuffix(".s") + ".h"))
     ttl = (pl.col("__tile") + spec.horizon_us - pl.col("__now")) // 1000 + 1
     return pl.concat(
         [u.select("__group", key.alias("key"), "op", "field", "value", ttl.alias("ttl")) for u in updates]
+    )
+
+
+def _split(value: pl.Expr) -> list[pl.Expr]:
+    """An integer as ``__v + __h·HIGH`` with ``-HIGH/2 ≤ __v < HIGH/2``, computed without
+    overflowing Int64 (``__h·HIGH`` can be 2⁶³): an integer sum's two parts (aggregations/sum.py)."""
+    floor = value // HIGH
+    carry = (value - floor * HIGH >= HIGH // 2).cast(pl.Int64)
+    return [(value - floor * HIGH - carry * HIGH).alias("__v"), (floor + carry).alias("__h")]
+
+
+def _increment(merged: pl.LazyFrame, by: list[str], column: str, field: str) -> pl.LazyFrame:
+    """An ``inc`` of ``field`` by ``column`` for each of ``merged``'s rows."""
+    return merged.select(*by, pl.col(column).cast(pl.String).alias("value")).with_columns(
+        op=pl.lit("inc"), field=pl.lit(field)
     )
 
 

@@ -337,12 +337,17 @@ def sweep_sql(plan: ViewPlan) -> str:
 def _outputs_sql(plan: ViewPlan, latest: str, value: Callable[[CompiledAggregation], str]) -> str:
     """Every feature's output column: ``value(agg)`` where the entity is found and within TTL
     by its ``latest`` event time (§6), the function's value over no events where it has none,
-    cast to the feature's type."""
+    cast to the feature's type. An integer sum is exact (DuckDB adds BIGINTs as HUGEINT): one
+    beyond BIGINT is null (§5), where a plain CAST would fail the whole query."""
     return ",\n".join(
-        f"CAST(CASE WHEN {alive_sql(plan, latest)} THEN coalesce({value(a)}, {_empty(a)}) END "
-        f"AS {sql_type(a.dtype)}) AS {quote(a.name)}"
+        f"{'TRY_CAST' if _integer_sum(a) else 'CAST'}(CASE WHEN {alive_sql(plan, latest)} "
+        f"THEN coalesce({value(a)}, {_empty(a)}) END AS {sql_type(a.dtype)}) AS {quote(a.name)}"
         for a in plan.aggregations
     )
+
+
+def _integer_sum(agg: CompiledAggregation) -> bool:
+    return agg.aggregator.function == "sum" and not _floating(agg)
 
 
 def _result(agg: CompiledAggregation, tiles: str | None) -> str:

@@ -99,8 +99,10 @@ delays = st.one_of(
 )
 
 
-def _payment(key: str, minute: int, event_id: str | None, amount: float, position: int) -> oracle.Event:
-    values = {"amount": amount, "units": 1, "shop": f"s{position}"}
+def _payment(
+    key: str, minute: int, event_id: str | None, amount: float, position: int, units: int = 1
+) -> oracle.Event:
+    values = {"amount": amount, "units": units, "shop": f"s{position}"}
     return oracle.Event(key, minute * MINUTE, minute * MINUTE, event_id, values, position)
 
 
@@ -111,6 +113,15 @@ NULL_IDS_AND_A_COPY = [
     _payment("a", 10, None, 3.0, 1),
     _payment("a", 12, "e1", 5.0, 2),
     _payment("a", 12, "e1", 9.0, 3),
+]
+
+
+#: A sum of units beyond Int64 (null), then back within it (2⁶³ − 5), one event per batch: Redis
+#: may not overflow on the way (§5).
+PAST_INT64_AND_BACK = [
+    _payment("a", 10, "e1", 1.0, 0, units=2**63 - 1),
+    _payment("a", 11, "e2", 1.0, 1, units=1),
+    _payment("a", 12, "e3", 1.0, 2, units=-5),
 ]
 
 
@@ -128,7 +139,14 @@ def event_sets(draw: st.DrawFn) -> list[oracle.Event]:
                     st.sampled_from([math.nan, math.inf, -math.inf]),  # null for aggregations (§5)
                 )
             ),
-            "units": draw(st.one_of(st.none(), st.integers(-5, 20))),
+            "units": draw(
+                st.one_of(
+                    st.none(),
+                    st.integers(-5, 20),
+                    st.integers(-5, 20),
+                    st.sampled_from([2**62, -(2**62), 2**63 - 1, -(2**63)]),  # sums past Int64 (§5)
+                )
+            ),
             "shop": draw(st.one_of(st.none(), st.sampled_from(["s1", "s2", "s3", "s4"]))),
         }
         key = draw(
@@ -287,6 +305,18 @@ def _batch(
     only=None,
     row_chunk=ROW_CHUNK,
     sweep=True,
+    buckets=None,
+    prepared=False,
+)
+@example(
+    events=PAST_INT64_AND_BACK,
+    rows=[("a", 11 * MINUTE), ("a", 13 * MINUTE)],
+    as_available=False,
+    ttl=90,
+    tile_ratio=0.0,
+    only=None,
+    row_chunk=ROW_CHUNK,
+    sweep=False,
     buckets=None,
     prepared=False,
 )

@@ -38,6 +38,7 @@ from tests.offline.test_batch_matches_oracle import (
     AGGREGATIONS,
     MINUTE,
     NULL_IDS_AND_A_COPY,
+    PAST_INT64_AND_BACK,
     T0,
     _rows,
     _write,
@@ -125,6 +126,7 @@ def own_plan(ttl: str | None = None) -> ViewPlan:
     batch=st.integers(1, 7),
 )
 @example(events=NULL_IDS_AND_A_COPY, checkpoints=[11 * MINUTE, 20 * MINUTE], batch=1)
+@example(events=PAST_INT64_AND_BACK, checkpoints=[11 * MINUTE, 13 * MINUTE], batch=1)
 def test_online_equals_offline_as_available(
     client: redis.Redis, tmp_path: Path, events: list[oracle.Event], checkpoints: list[int], batch: int
 ) -> None:
