@@ -1,7 +1,8 @@
 """Where skewless keeps online state in Redis, and the Lua script that changes it atomically.
 
-Every key of one (view, entity) shares the hash tag ``{<view>|<entity>}``, so in Redis Cluster an
-entity's keys live in one slot and one script can touch them all (docs/architecture.md, "Executors"):
+Every key of one (view, entity) shares the hash tag ``{<view>|<entity>}`` (``<entity>``: the
+join-key values, escaped, joined by ``|``), so in Redis Cluster an entity's keys live in one slot
+and one script can touch them all (docs/architecture.md, "Executors"):
 
 - ``skl:{v|e}:t:<g>:<tile>``   hash: partial aggregates of the tile starting at ``<tile>`` µs of
   granularity ``<g>`` µs; field ``<agg>.<part>`` (``n`` count, ``s`` sum and ``h`` an integer
@@ -47,13 +48,22 @@ HWM_MEMBER = "@hwm"
 
 
 def entity_tag(view: str, entity: Sequence[object]) -> str:
-    """The hash tag shared by every key of one entity of one view."""
-    return "{" + view + "|" + "|".join(str(v) for v in entity) + "}"
+    """The hash tag shared by every key of one entity of one view. Each join-key value is
+    escaped (``\\`` → ``\\\\``, ``|`` → ``\\|``): unescaped, the composite keys ``("x|y", "z")``
+    and ``("x", "y|z")`` would share one tag, and so one entity's state."""
+    escaped = (str(v).replace("\\", "\\\\").replace("|", "\\|") for v in entity)
+    return "{" + view + "|" + "|".join(escaped) + "}"
 
 
 def entity_tag_expr(view: str, join_keys: Sequence[str]) -> pl.Expr:
     """``entity_tag`` as a polars expression over the join-key columns."""
-    keys = [pl.col(k).cast(pl.String) for k in join_keys]
+    keys = [
+        pl.col(k)
+        .cast(pl.String)
+        .str.replace_all("\\", "\\\\", literal=True)
+        .str.replace_all("|", "\\|", literal=True)
+        for k in join_keys
+    ]
     return pl.concat_str([pl.lit("{" + view + "|"), pl.concat_str(keys, separator="|"), pl.lit("}")])
 
 
