@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import redis
 import typer
 from rich.console import Console
 
@@ -16,8 +17,19 @@ from skewless._errors import ConfigError
 from skewless.metadata import Database, open_database
 from skewless.repo.loader import Repo, load_repo
 from skewless.settings import Settings
+from skewless.stores.redis_memory import eviction_warning
 
-__all__ = ["RepoOption", "console", "err_console", "load", "open_metadata", "parse_utc", "stop_requested"]
+__all__ = [
+    "RepoOption",
+    "console",
+    "err_console",
+    "interruptible",
+    "load",
+    "open_metadata",
+    "parse_utc",
+    "stop_requested",
+    "warn_if_evicting",
+]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -43,6 +55,13 @@ def load(repo: Path | None) -> tuple[Settings, Repo]:
 def open_metadata(settings: Settings) -> Database:
     """The metadata database, migrated to head."""
     return open_database(settings.database_url)
+
+
+def warn_if_evicting(client: redis.Redis) -> None:
+    """Say so, before a command writes to Redis, when Redis may evict what it writes
+    (stores/redis_memory.py)."""
+    if message := eviction_warning(client):
+        err_console.print(message, style="yellow", highlight=False)
 
 
 def stop_requested() -> Callable[[], bool]:

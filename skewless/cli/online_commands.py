@@ -13,7 +13,15 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from skewless.cli._common import RepoOption, console, err_console, interruptible, parse_utc, stop_requested
+from skewless.cli._common import (
+    RepoOption,
+    console,
+    err_console,
+    interruptible,
+    parse_utc,
+    stop_requested,
+    warn_if_evicting,
+)
 from skewless.feature_store import FeatureStore
 from skewless.online.dead_letters import DEAD_LETTER_MAX, DeadLetter
 from skewless.online.ingest import StreamIngestor
@@ -52,6 +60,7 @@ def materialize(
     """
     window = parse_utc(start, "--start"), parse_utc(end, "--end")
     store = FeatureStore(settings=Settings.load(repo))
+    warn_if_evicting(store.redis)
     with (
         interruptible(
             "Interrupted: the view being loaded may be partly written in Redis; "
@@ -122,6 +131,7 @@ def ingest(
     where it was.
     """
     store = FeatureStore(settings=Settings.load(repo))
+    warn_if_evicting(store.redis)
     ingestor = store.ingestor(
         sources or (),
         batch_size=batch_size,

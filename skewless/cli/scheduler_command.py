@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from skewless.cli._common import RepoOption, console, err_console
+from skewless.cli._common import RepoOption, console, err_console, warn_if_evicting
 from skewless.feature_store import FeatureStore
 from skewless.settings import Settings
 from skewless.transforms.durations import parse_duration
@@ -36,6 +36,7 @@ def scheduler(
     interval = parse_duration(materialize_every, what="--materialize-every")
     compact_interval = parse_duration(compact_every, what="--compact-every")
     store = FeatureStore(settings=Settings.load(repo))
+    warn_if_evicting(store.redis)
 
     def materialize() -> None:
         try:

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from skewless._errors import ConfigError
-from skewless.cli._common import RepoOption, console, err_console, stop_requested
+from skewless.cli._common import RepoOption, console, err_console, stop_requested, warn_if_evicting
 from skewless.feature_store import FeatureStore
 from skewless.service.serving_log import drain_serving_log
 from skewless.settings import Settings
@@ -64,7 +64,9 @@ def serve(
     settings = Settings.load(repo)
     os.environ["SKEWLESS_REPO"] = str(settings.repo)  # workers rebuild the app from the environment
     os.environ["SKEWLESS_AUTH"] = "on" if auth else "off"
-    FeatureStore(settings=settings).redis.ping()  # fail here, clearly, if Redis is unreachable
+    client = FeatureStore(settings=settings).redis
+    client.ping()  # fail here, clearly, if Redis is unreachable
+    warn_if_evicting(client)  # the serving log and pushed events live in Redis until moved
     _check_port(host, port)
     guard = "API keys required" if auth else "no authentication"
     err_console.print(f"Serving {settings.repo} on http://{host}:{port} ({guard}; docs at /docs).")
@@ -91,6 +93,7 @@ def log_worker(
     What was moved is then trimmed from the stream. When Redis goes away, it waits for it and goes on.
     """
     store = FeatureStore(settings=Settings.load(repo))
+    warn_if_evicting(store.redis)
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     moved = 0
 

@@ -9,10 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 from typer.main import get_command
 
 from skewless.cli.main import app
+from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.feature_store import FeatureStore
+from tests.service.processes import free_port, redis_server
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 
@@ -172,3 +175,23 @@ def test_demo_runs_end_to_end_and_shows_statuses(
     assert int(streamed[0][2]) == int(streamed[0][1]) + 3  # three events in the last hour counted
     assert "Applied 3 events; dead-lettered 1 (too late)" in result.stdout
     assert "No changes." in result.stdout
+
+
+def test_materialize_warns_when_redis_may_evict_its_keys(example_repo: Path, tmp_path: Path) -> None:
+    """A Redis that evicts when full would silently drop online state: say so, and still run."""
+    write_example_data(example_repo / "data", FraudDataSpec(events=500, cards=10, days=1))
+    port = free_port()
+    server = redis_server(port, tmp_path)
+    try:
+        redis.Redis(port=port).config_set("maxmemory", 500_000_000)
+        redis.Redis(port=port).config_set("maxmemory-policy", "allkeys-lru")
+        env = {
+            "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
+        }
+        result = _run("materialize", "card_profile", "--repo", str(example_repo), cwd=tmp_path, env=env)
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert result.returncode == 0, result.stderr
+    assert "Redis evicts keys when full (maxmemory-policy allkeys-lru)" in " ".join(result.stderr.split())

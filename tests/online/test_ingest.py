@@ -10,7 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from skewless.online.ingest import GROUP
 from skewless.settings import Settings
 from skewless.stores.stream_trim import entry_position, trim_acknowledged
 from tests.service.processes import free_port, redis_server
+from tests.stores.test_redis_outages import _fill
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 FEATURES = [
@@ -231,40 +233,82 @@ def test_killing_ingest_mid_stream_loses_and_double_counts_nothing(
     _assert_online_equals_offline(store)
 
 
+@dataclass
+class _OwnRedisIngest:
+    """A `skewless ingest` process (batches of 25) on a redis-server of the test's own, which
+    the test may stop and start again (``servers``: every one started, the last is running)."""
+
+    store: FeatureStore
+    process: subprocess.Popen[bytes]
+    log: Path
+    port: int
+    servers: list[subprocess.Popen[bytes]]
+
+
+@contextlib.contextmanager
+def _ingest_on_own_redis(repo: Path, tmp_path: Path) -> Iterator[_OwnRedisIngest]:
+    port = free_port()
+    servers = [redis_server(port, tmp_path)]
+    url = f"redis://127.0.0.1:{port}/0"
+    env = {**os.environ, "REDIS_URL": url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
+    log = tmp_path / "ingest.log"
+    command = [SKEWLESS, "ingest", "--repo", str(repo), "--batch-size", "25"]
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        yield _OwnRedisIngest(_store(repo, url, tmp_path), process, log, port, servers)
+    finally:
+        process.send_signal(signal.SIGCONT)  # in case the test paused it
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        for server in servers:
+            server.terminate()
+            server.wait(10)
+
+
 def test_ingest_waits_out_a_redis_restart_and_loses_and_double_counts_nothing(
     example_repo: Path, tmp_path: Path
 ) -> None:
     """Redis stops mid-stream (its data saved) and starts again: `skewless ingest` says so, keeps
     running, and applies every event once, those that came during the outage included."""
-    port = free_port()
-    server = redis_server(port, tmp_path)
-    url = f"redis://127.0.0.1:{port}/0"
-    store = _store(example_repo, url, tmp_path)
-    env = {**os.environ, "REDIS_URL": url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
-    log = tmp_path / "ingest.log"
-    command = [SKEWLESS, "ingest", "--repo", str(example_repo), "--batch-size", "25"]
-    with log.open("w") as stderr:
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-    try:
+    with _ingest_on_own_redis(example_repo, tmp_path) as ingest:
+        store, log = ingest.store, ingest.log
         for seed in range(4):
             store.push("transactions", _events(250, seed=seed))
         landed = example_repo / "data" / "stream" / "transactions"
         _wait(lambda: landed.exists() and len(list(landed.glob("*.parquet"))) >= 3, 60)
         with contextlib.suppress(redis.ConnectionError):
             store.redis.shutdown(save=True)  # mid-stream: the process loses Redis
-        server.wait(10)
+        ingest.servers[-1].wait(10)
         _wait(lambda: "Redis is unreachable" in log.read_text(), 30)
-        server = redis_server(port, tmp_path)  # loads what the shutdown saved
+        ingest.servers.append(redis_server(ingest.port, tmp_path))  # loads what the shutdown saved
         for seed in range(4, 6):
             store.push("transactions", _events(250, seed=seed))
         _wait(lambda: _drained(store), 120)
-        assert process.poll() is None and "Redis is back" in log.read_text()
+        assert ingest.process.poll() is None and "Redis is back" in log.read_text()
         _assert_online_equals_offline(store)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
-        server.terminate()
-        server.wait(10)
+
+
+def test_ingest_waits_for_room_in_a_full_redis_and_loses_and_double_counts_nothing(
+    example_repo: Path, tmp_path: Path
+) -> None:
+    """Redis is full (noeviction) when a batch comes: `skewless ingest` says so, keeps running
+    with the batch unacknowledged, and once memory is freed applies every event once. (Before,
+    it stopped with Redis's error.)"""
+    with _ingest_on_own_redis(example_repo, tmp_path) as ingest:
+        store, log = ingest.store, ingest.log
+        store.push("transactions", _events(250, seed=0))
+        _wait(lambda: "Ingesting" in log.read_text() and _drained(store), 60)
+        ingest.process.send_signal(signal.SIGSTOP)  # so that the next events meet a full Redis
+        store.push("transactions", _events(250, seed=1))
+        filler = _fill(store.redis)
+        ingest.process.send_signal(signal.SIGCONT)
+        _wait(lambda: "Redis is full" in log.read_text(), 30)
+        assert not _drained(store)
+        store.redis.delete(*filler)
+        _wait(lambda: _drained(store), 60)
+        assert ingest.process.poll() is None and "Redis has room again" in log.read_text()
+        _assert_online_equals_offline(store)
 
 
 def test_incremental_materialization_replays_ingested_events_without_ids_as_applied(

@@ -1,5 +1,5 @@
-"""Loops over Redis outlive its restarts: against a redis-server of the test's own, stopped (its
-data saved) and started again while the loop runs."""
+"""Loops over Redis outlive its restarts and its being full: against a redis-server of the test's
+own, stopped (its data saved) and started again, or filled to its maxmemory, while the loop runs."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from skewless.stores.redis_connection import READ_TIMEOUT_S, connect_redis
+from skewless.stores.redis_memory import eviction_warning
 from skewless.stores.redis_outages import ride_out_outages
 from tests.service.processes import free_port, redis_server
 
@@ -114,3 +115,56 @@ def test_a_redis_that_stops_answering_is_an_outage_too(tmp_path: Path) -> None:
 def test_the_store_client_gives_up_on_a_silent_connection(isolated_redis_url: str) -> None:
     client = connect_redis(isolated_redis_url)
     assert client.connection_pool.connection_kwargs["socket_timeout"] == READ_TIMEOUT_S
+
+
+def _fill(client: redis.Redis) -> list[str]:
+    """Fill Redis with 5 MB, then give it a maxmemory 1 MB below what it uses: full, it refuses
+    writes until the filler keys it returns are deleted."""
+    keys = [f"fill:{i}" for i in range(500)]
+    client.mset(dict.fromkeys(keys, b"x" * 10_000))
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", int(client.info("memory")["used_memory"]) - 1_000_000)
+    return keys
+
+
+def test_work_waits_for_room_while_redis_is_full(tmp_path: Path) -> None:
+    port = free_port()
+    server = redis_server(port, tmp_path)
+    client = _client(port)
+    counts: list[int] = []
+    lines: list[str] = []
+    try:
+        filler = _fill(client)
+        freeing = threading.Timer(1.5, lambda: client.delete(*filler))
+        freeing.start()
+        ride_out_outages(
+            client,
+            lambda: counts.append(int(client.incr("calls"))),  # type: ignore[arg-type]
+            until=lambda: len(counts) >= 3,
+            on_outage=lines.append,
+        )
+        freeing.join()
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert counts == [1, 2, 3]  # refused while full, then each once
+    assert lines == [
+        "Redis is full (used memory above its maxmemory) and refuses writes; raise maxmemory or free "
+        "memory. Trying again every second.",
+        "Redis has room again; going on where this process was.",
+    ]
+
+
+def test_eviction_is_warned_about(tmp_path: Path) -> None:
+    port = free_port()
+    server = redis_server(port, tmp_path)
+    client = _client(port)
+    try:
+        assert eviction_warning(client) == ""  # no maxmemory: nothing is evicted
+        client.config_set("maxmemory", 100_000_000)
+        assert eviction_warning(client) == ""  # noeviction: full means refused, not lost
+        client.config_set("maxmemory-policy", "allkeys-lru")
+        assert "maxmemory-policy allkeys-lru" in eviction_warning(client)
+    finally:
+        server.terminate()
+        server.wait(10)
