@@ -6,6 +6,7 @@ import platform
 import sys
 from typing import Annotated
 
+import redis
 import typer
 
 from skewless._errors import SkewlessError
@@ -20,6 +21,8 @@ from skewless.cli.scheduler_command import scheduler
 from skewless.cli.service_commands import keys_app, log_worker, serve
 from skewless.settings import Settings
 from skewless.stores.redis_connection import stop_local_redis
+from skewless.stores.redis_memory import FULL, is_full
+from skewless.stores.redis_outages import unreachable
 
 __all__ = ["app", "run"]
 
@@ -83,6 +86,11 @@ def run() -> None:
             raise
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    except redis.RedisError as exc:  # Redis went away, or refused, in the middle of the work
+        if debug:
+            raise
+        err_console.print(f"[red]error:[/] {_redis_failure(exc)}", highlight=False, soft_wrap=True)
+        sys.exit(1)
     except Exception as exc:  # a bug in skewless: still one line unless --debug
         if debug:
             raise
@@ -92,3 +100,12 @@ def run() -> None:
             highlight=False,
         )
         sys.exit(2)
+
+
+def _redis_failure(exc: redis.RedisError) -> str:
+    """What a Redis error in the middle of a command means, and what to do."""
+    if is_full(exc):
+        return f"{FULL} Then run the command again."
+    if reason := unreachable(exc):
+        return f"Redis became unreachable ({reason}); once it is back, run the command again."
+    return f"Redis refused a command: {exc}"

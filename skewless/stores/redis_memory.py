@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import redis
 
-__all__ = ["eviction_warning", "has_room", "is_full"]
+__all__ = ["FULL", "eviction_warning", "has_room", "is_full"]
+
+#: What to tell a user when Redis is full.
+FULL = "Redis is full (used memory above its maxmemory) and refuses writes; raise maxmemory or free memory."
 
 #: What Redis answers a write when it is full (used memory above maxmemory, nothing to evict);
 #: inside a script (Redis 6.2) it comes wrapped in another error's text.

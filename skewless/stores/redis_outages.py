@@ -15,7 +15,7 @@ from collections.abc import Callable
 import redis
 
 from skewless._errors import SkewlessError
-from skewless.stores.redis_memory import has_room, is_full
+from skewless.stores.redis_memory import FULL, has_room, is_full
 
 __all__ = ["OUTAGE_ERRORS", "ride_out_outages", "unreachable"]
 
@@ -58,10 +58,7 @@ def ride_out_outages(
                 on_back()
                 on_outage("Redis is back; going on where this process was.")
             elif is_full(exc):
-                on_outage(
-                    "Redis is full (used memory above its maxmemory) and refuses writes; raise "
-                    "maxmemory or free memory. Trying again every second."
-                )
+                on_outage(f"{FULL} Trying again every second.")
                 if not _wait_for(lambda: has_room(client), until):
                     return
                 on_outage("Redis has room again; going on where this process was.")

@@ -16,6 +16,7 @@ from skewless.cli.main import app
 from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.feature_store import FeatureStore
 from tests.service.processes import free_port, redis_server
+from tests.stores.test_redis_outages import _fill
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 
@@ -195,3 +196,25 @@ def test_materialize_warns_when_redis_may_evict_its_keys(example_repo: Path, tmp
         server.wait(10)
     assert result.returncode == 0, result.stderr
     assert "Redis evicts keys when full (maxmemory-policy allkeys-lru)" in " ".join(result.stderr.split())
+
+
+def test_materialize_into_a_full_redis_says_so_in_one_line(example_repo: Path, tmp_path: Path) -> None:
+    """Before: "internal error: ResponseError: OOM command not allowed …, please report it"."""
+    write_example_data(example_repo / "data", FraudDataSpec(events=500, cards=10, days=1))
+    port = free_port()
+    server = redis_server(port, tmp_path)
+    try:
+        _fill(redis.Redis(port=port))
+        env = {
+            "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
+        }
+        result = _run("materialize", "--repo", str(example_repo), cwd=tmp_path, env=env)
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert result.returncode == 1
+    assert " ".join(result.stderr.split()) == (
+        "error: Redis is full (used memory above its maxmemory) and refuses writes; raise maxmemory "
+        "or free memory. Then run the command again."
+    )

@@ -118,12 +118,15 @@ def test_the_store_client_gives_up_on_a_silent_connection(isolated_redis_url: st
 
 
 def _fill(client: redis.Redis) -> list[str]:
-    """Fill Redis with 5 MB, then give it a maxmemory 1 MB below what it uses: full, it refuses
-    writes until the filler keys it returns are deleted."""
+    """Fill Redis with 5 MB, then give it a maxmemory 1 MB above what it used before: full, it
+    refuses writes until the filler keys it returns are deleted. (One SET each: a single command
+    of 5 MB would hold that much in its query buffer, which Redis frees a moment later.)"""
+    before = int(client.info("memory")["used_memory"])
     keys = [f"fill:{i}" for i in range(500)]
-    client.mset(dict.fromkeys(keys, b"x" * 10_000))
+    for key in keys:
+        client.set(key, b"x" * 10_000)
     client.config_set("maxmemory-policy", "noeviction")
-    client.config_set("maxmemory", int(client.info("memory")["used_memory"]) - 1_000_000)
+    client.config_set("maxmemory", before + 1_000_000)
     return keys
 
 
