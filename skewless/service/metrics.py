@@ -57,6 +57,11 @@ class ServiceMetrics:
         self.served = Counter(
             "skewless_feature_values", "Served values by status", ["status"], registry=self.registry
         )
+        self.unlogged = Counter(
+            "skewless_serving_log_refused",
+            "Served vectors not logged: Redis refused the log entry (it was full)",
+            registry=self.registry,
+        )
         self.ingest_lag = Gauge(
             "skewless_ingest_lag",
             "Stream entries not yet delivered to `skewless ingest`",

@@ -14,9 +14,11 @@ import asyncio
 import collections
 import hashlib
 import logging
+import math
 import os
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,12 +108,14 @@ class _ReadAndLog:
     loop's ``RedisPipe`` (a test client may run each request in a loop of its own; uvicorn runs
     one loop per worker)."""
 
-    def __init__(self, store: FeatureStore) -> None:
+    def __init__(self, store: FeatureStore, on_unlogged: Callable[[str], None]) -> None:
         self.store = store
+        self.on_unlogged = on_unlogged
         self._pipes: dict[asyncio.AbstractEventLoop, RedisPipe] = {}
 
     async def __call__(self, read: OnlineRead, header: bytes) -> list[Any]:
-        """The replies of ``read``'s commands, logged with ``header`` unless it is empty."""
+        """The replies of ``read``'s commands, logged with ``header`` unless it is empty. When
+        Redis refuses the log entry (it is full), ``on_unlogged`` hears why."""
         loop = asyncio.get_running_loop()
         pipe = self._pipes.get(loop)
         if pipe is None:
@@ -119,11 +123,17 @@ class _ReadAndLog:
             pipe = self._pipes[loop] = RedisPipe(self.store.redis_url)
         args = script_args(read.commands, LOG_STREAM if header else "", header)
         try:
-            return list(await pipe.call(pack("EVALSHA", _READ_SHA, 0, *args)))
+            replies = list(await pipe.call(pack("EVALSHA", _READ_SHA, 0, *args)))
         except redis.ResponseError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-            return list(await pipe.call(pack("EVAL", READ_SCRIPT, 0, *args)))  # Redis caches it now
+            replies = list(await pipe.call(pack("EVAL", READ_SCRIPT, 0, *args)))  # Redis caches it now
+        if not header:
+            return replies
+        *replies, logged = replies
+        if logged != 1:
+            self.on_unlogged(logged.decode() if isinstance(logged, bytes) else str(logged))
+        return replies
 
 
 def _columns(entities: dict[str, list[Any]], count: int, result: OnlineResult) -> list[dict[str, list[Any]]]:
@@ -165,7 +175,9 @@ class OnlineFeatures:
     def __init__(self, store: FeatureStore, keys: ApiKeys | None, metrics: ServiceMetrics) -> None:
         self.store = store
         self.keys = keys
-        self._read_and_log = _ReadAndLog(store)
+        self._read_and_log = _ReadAndLog(store, self._unlogged)
+        self._unlogged_count = metrics.unlogged
+        self._warned_at = -math.inf
         self._served = {
             status: metrics.served.labels(status)
             for status in ("PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE")
@@ -173,6 +185,13 @@ class OnlineFeatures:
         self._latency = metrics.latency.labels("get-online-features")
         self._outcomes = metrics.requests
         self._ok = metrics.requests.labels("get-online-features", "200")
+
+    def _unlogged(self, reason: str) -> None:
+        """Count a vector served but not logged, and say why in the server log, once a minute."""
+        self._unlogged_count.inc()
+        if time.monotonic() - self._warned_at >= 60:
+            self._warned_at = time.monotonic()
+            _log.warning("served vectors are not being logged: Redis refused the entry (%s)", reason)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()

@@ -81,10 +81,12 @@ class ViewRead:
 
 #: Run read commands and, when ARGV[1] names a stream, log the request (ARGV[2]) with the raw
 #: replies (msgpack) to it, atomically: what was served is exactly what was logged, in one round
-#: trip. ARGV[3:] is the commands in runs that differ only in their first argument (one HMGET per
-#: entity with the same fields): name, count and values of the shared trailing arguments, then
-#: count and values of the first arguments. Replies come as Lua converts them (HGETALL and SUNION
-#: as flat arrays, nil as nil), in command order, the same for every caller.
+#: trip. A logged read's replies end with one more: 1, or why Redis refused the log entry (it is
+#: full); the read is answered either way, serving mattering more than its log. ARGV[3:] is the
+#: commands in runs that differ only in their first argument (one HMGET per entity with the same
+#: fields): name, count and values of the shared trailing arguments, then count and values of the
+#: first arguments. Replies come as Lua converts them (HGETALL and SUNION as flat arrays, nil as
+#: nil), in command order, the same for every caller.
 READ_SCRIPT = """
 local replies, i, n = {}, 3, 1
 while i <= #ARGV do
@@ -98,7 +100,8 @@ while i <= #ARGV do
   i = k + tonumber(ARGV[k]) + 1
 end
 if ARGV[1] ~= '' then
-  redis.call('XADD', ARGV[1], '*', 'h', ARGV[2], 'r', cmsgpack.pack(replies))
+  local logged = redis.pcall('XADD', ARGV[1], '*', 'h', ARGV[2], 'r', cmsgpack.pack(replies))
+  replies[n] = type(logged) == 'table' and logged.err or 1
 end
 return replies
 """

@@ -24,6 +24,7 @@ from skewless.service.serving_log import LOG_DEAD, LOG_STREAM, drain_serving_log
 from skewless.settings import Settings
 from skewless.stores.redis_connection import _free_port
 from tests.service.processes import redis_server
+from tests.stores.test_redis_outages import _fill
 
 PLAIN = ["card_profile:credit_limit", "card_profile:country", "card_profile:card_type"]
 
@@ -246,6 +247,36 @@ def test_redis_down_is_503_and_recovers(store: FeatureStore, tmp_path: Path) -> 
         assert recovered.json()["results"][1]["statuses"] == ["NOT_FOUND"]
     finally:
         server.kill()
+
+
+def test_a_full_redis_still_serves_and_counts_what_it_could_not_log(
+    store: FeatureStore, tmp_path: Path
+) -> None:
+    """Redis refuses the log entry when it is full: the vector is served all the same (before,
+    the request failed with a 503), and the refusal is counted."""
+    port = _free_port()
+    server = redis_server(port, tmp_path)
+    try:
+        env = {
+            "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "SKEWLESS_DATABASE_URL": store.settings.database_url,
+        }
+        own = FeatureStore(settings=Settings.load(store.settings.repo, env=env))
+        own.materialize(["card_profile"])
+        client = TestClient(create_app(own, auth=False))
+        request = {"features": ["card_profile:country"], "entities": {"card_id": _cards(own)[:1]}}
+        served = client.post("/get-online-features", json=request).json()
+        filler = _fill(own.redis)
+        response = client.post("/get-online-features", json=request)
+        assert response.status_code == 200 and response.json()["results"] == served["results"]
+        assert "skewless_serving_log_refused_total 1.0" in client.get("/metrics").text
+        assert own.redis.xlen(LOG_STREAM) == 1  # the first request only
+        own.redis.delete(*filler)
+        assert client.post("/get-online-features", json=request).status_code == 200
+        assert own.redis.xlen(LOG_STREAM) == 2  # logged again
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_api_keys_401_403_and_revocation(store: FeatureStore) -> None:
