@@ -21,8 +21,7 @@ from skewless.cli.scheduler_command import scheduler
 from skewless.cli.service_commands import keys_app, log_worker, serve
 from skewless.settings import Settings
 from skewless.stores.redis_connection import stop_local_redis
-from skewless.stores.redis_memory import FULL, is_full
-from skewless.stores.redis_outages import unreachable
+from skewless.stores.redis_outages import stall
 
 __all__ = ["app", "run"]
 
@@ -104,8 +103,7 @@ def run() -> None:
 
 def _redis_failure(exc: redis.RedisError) -> str:
     """What a Redis error in the middle of a command means, and what to do."""
-    if is_full(exc):
-        return f"{FULL} Then run the command again."
-    if reason := unreachable(exc):
-        return f"Redis became unreachable ({reason}); once it is back, run the command again."
-    return f"Redis refused a command: {exc}"
+    found = stall(exc)
+    return (
+        f"Redis refused a command: {exc}" if found is None else f"{found.reason} Then run the command again."
+    )

@@ -32,7 +32,7 @@ from skewless._errors import StoreError
 from skewless.online.consumers import mark_alive, mark_gone
 from skewless.online.dead_letters import DEAD_LETTER_MAX, Rejected, add_dead_letters
 from skewless.online.stream_entries import Entry, parse_entries
-from skewless.stores.redis_outages import OUTAGE_ERRORS, ride_out_outages
+from skewless.stores.redis_outages import ride_out_outages
 from skewless.stores.stream_trim import entry_position, trim_acknowledged
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.incremental import IncrementalExecutor, PreparedBatch
@@ -160,9 +160,9 @@ class StreamIngestor:
 
     def close(self) -> None:
         """Say this consumer stopped (``run`` does when it returns): full materializations of
-        its streams' views may run again (online/consumers.py). When Redis cannot be reached,
-        the mark is left to go stale, which says the same a few seconds later."""
-        with contextlib.suppress(*OUTAGE_ERRORS):
+        its streams' views may run again (online/consumers.py). When Redis cannot take it (away,
+        full, a replica), the mark is left to go stale, which says the same a few seconds later."""
+        with contextlib.suppress(redis.RedisError):
             for source, _ in self.sources.values():
                 mark_gone(self.client, str(source.stream), self.consumer)
 

@@ -11,23 +11,10 @@ from __future__ import annotations
 
 import redis
 
-__all__ = ["FULL", "eviction_warning", "has_room", "is_full"]
+__all__ = ["FULL", "eviction_warning", "has_room"]
 
 #: What to tell a user when Redis is full.
 FULL = "Redis is full (used memory above its maxmemory) and refuses writes; raise maxmemory or free memory."
-
-#: What Redis answers a write when it is full (used memory above maxmemory, nothing to evict);
-#: inside a script (Redis 6.2) it comes wrapped in another error's text.
-_FULL = "OOM command not allowed"
-
-
-def is_full(exc: BaseException | None) -> bool:
-    """True when ``exc``, or what caused it, is Redis refusing a write because it is full."""
-    while exc is not None:
-        if isinstance(exc, redis.OutOfMemoryError) or _FULL in str(exc):
-            return True
-        exc = exc.__cause__
-    return False
 
 
 def has_room(client: redis.Redis) -> bool:

@@ -7,6 +7,7 @@ import contextlib
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,48 @@ def test_eviction_is_warned_about(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_work_waits_while_its_address_answers_as_a_read_only_replica(tmp_path: Path) -> None:
+    """A failover demotes the server the URL names: writes get READONLY until it is the primary
+    again (or the name moves to the new one). The loop waits, then goes on, losing nothing."""
+    primary_port, replica_port = free_port(), free_port()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    servers = [redis_server(primary_port, tmp_path / "a"), redis_server(replica_port, tmp_path / "b")]
+    client, other = _client(primary_port), _client(replica_port)
+    other.replicaof("127.0.0.1", primary_port)
+    counts: list[int] = []
+    lines: list[str] = []
+
+    def fail_back() -> None:  # the demoted server, in sync, becomes the primary again
+        other.replicaof("NO", "ONE")
+        client.replicaof("NO", "ONE")
+
+    def work() -> None:
+        counts.append(int(client.incr("calls")))  # type: ignore[arg-type]
+        if len(counts) == 3:
+            _wait_until(lambda: other.get("calls") == b"3")
+            other.replicaof("NO", "ONE")  # the failover: the replica is promoted …
+            client.replicaof("127.0.0.1", replica_port)  # … and the URL's server follows it
+            threading.Timer(1.5, fail_back).start()
+
+    try:
+        ride_out_outages(client, work, until=lambda: len(counts) >= 6, on_outage=lines.append)
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(10)
+    assert counts == [1, 2, 3, 4, 5, 6]
+    assert lines == [
+        "Redis answers as a read-only replica (its server was demoted, a failover?); point REDIS_URL "
+        "at the primary. Trying again every second.",
+        "Redis takes writes again; going on where this process was.",
+    ]
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
