@@ -59,7 +59,7 @@ class ServiceMetrics:
         )
         self.unlogged = Counter(
             "skewless_serving_log_refused",
-            "Served vectors not logged: Redis refused the log entry (it was full)",
+            "Served vectors not logged: Redis refused the log entry (full, or a read-only replica)",
             registry=self.registry,
         )
         self.ingest_lag = Gauge(

@@ -115,7 +115,7 @@ class _ReadAndLog:
 
     async def __call__(self, read: OnlineRead, header: bytes) -> list[Any]:
         """The replies of ``read``'s commands, logged with ``header`` unless it is empty. When
-        Redis refuses the log entry (it is full), ``on_unlogged`` hears why."""
+        Redis refuses the log entry (it is full, or a replica), ``on_unlogged`` hears why."""
         loop = asyncio.get_running_loop()
         pipe = self._pipes.get(loop)
         if pipe is None:

@@ -4,12 +4,12 @@ The API reads and logs in one atomic script (``READ_SCRIPT``): the stream entry
 (``skewless:serving_log``) holds the request — id, time, feature refs, entity rows, definition
 version of each view, features the client computed itself — as orjson (``h``), and the raw Redis
 replies it was served from as msgpack (``r``). So logging costs no extra round trip, and what was
-served is exactly what was logged. (A full Redis refuses the entry and the vector is served
-anyway, counted in ``skewless_serving_log_refused_total``.) ``skewless log-worker`` decodes the replies, with the code the
-API answered with, into hourly parquet partitions of the offline store
-(``data/serving_log/hour=YYYY-MM-DDTHH/``) and acknowledges entries only after the file is
-written (then trims what it moved from the stream), so a crash of either process loses no
-logged vector. An entry whose views changed definition before it was moved is kept whole in
+served is exactly what was logged. (A full Redis, or a read-only replica, refuses the entry and
+the vector is served anyway, counted in ``skewless_serving_log_refused_total``.) ``skewless
+log-worker`` decodes the replies, with the code the API answered with, into hourly parquet
+partitions of the offline store (``data/serving_log/hour=YYYY-MM-DDTHH/``) and acknowledges
+entries only after the file is written (then trims what it moved from the stream), so a crash
+of either process loses no logged vector. An entry whose views changed definition before it was moved is kept whole in
 ``skewless:serving_log:dead`` with the reason.
 """
 

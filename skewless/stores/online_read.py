@@ -82,11 +82,11 @@ class ViewRead:
 #: Run read commands and, when ARGV[1] names a stream, log the request (ARGV[2]) with the raw
 #: replies (msgpack) to it, atomically: what was served is exactly what was logged, in one round
 #: trip. A logged read's replies end with one more: 1, or why Redis refused the log entry (it is
-#: full); the read is answered either way, serving mattering more than its log. ARGV[3:] is the
-#: commands in runs that differ only in their first argument (one HMGET per entity with the same
-#: fields): name, count and values of the shared trailing arguments, then count and values of the
-#: first arguments. Replies come as Lua converts them (HGETALL and SUNION as flat arrays, nil as
-#: nil), in command order, the same for every caller.
+#: full, or a read-only replica); the read is answered either way, serving mattering more than
+#: its log. ARGV[3:] is the commands in runs that differ only in their first argument (one HMGET
+#: per entity with the same fields): name, count and values of the shared trailing arguments,
+#: then count and values of the first arguments. Replies come as Lua converts them (HGETALL and
+#: SUNION as flat arrays, nil as nil), in command order, the same for every caller.
 READ_SCRIPT = """
 local replies, i, n = {}, 3, 1
 while i <= #ARGV do
