@@ -31,7 +31,7 @@ import redis
 from skewless._errors import StoreError
 from skewless.online.consumers import mark_alive, mark_gone
 from skewless.online.dead_letters import DEAD_LETTER_MAX, Rejected, add_dead_letters
-from skewless.online.stream_entries import Entry, parse_entries
+from skewless.online.stream_entries import CLOCK_SLACK_US, Entry, parse_entries
 from skewless.stores.redis_outages import ride_out_outages
 from skewless.stores.stream_trim import entry_position, trim_acknowledged
 from skewless.transforms.compiled import ViewPlan
@@ -41,10 +41,6 @@ from skewless.transforms.sources import EventSource
 __all__ = ["GROUP", "IngestStats", "StreamIngestor"]
 
 GROUP = "skewless"
-#: How far an ingest time a producer stamped in the entry (``__ingest_us``) may precede the
-#: entry's id (its clock against Redis's): a margin for the oldest pending entry, see
-#: ``_pending_since``. skewless's own ``push`` stamps none: the entry id is the ingest time.
-_CLOCK_SLACK_US = 1_000_000
 
 
 @dataclass
@@ -248,7 +244,7 @@ class StreamIngestor:
         if oldest is None:
             return batch_us
         millis, _ = entry_position(oldest)
-        return min(batch_us, millis * 1000 - _CLOCK_SLACK_US)
+        return min(batch_us, millis * 1000 - CLOCK_SLACK_US)
 
     def _finish(self, batch: _Batch) -> None:
         """Write the batch online, land it offline, dead-letter what does not count, then

@@ -3,7 +3,10 @@
 An entry is a flat map of the source's columns as text (timestamps as ISO 8601 with a zone, or
 integer microseconds since the epoch); an empty or missing field is a null. Its ingest time is
 the entry id's millisecond time (its last microsecond), unless the producer stamped the entry
-with ``__ingest_us``.
+with ``__ingest_us``. A stamp later than the entry's arrival in Redis (past ``CLOCK_SLACK_US``) is
+refused: a producer's clock ahead of Redis's, or a stamp in the wrong unit, would put the
+high-water mark in the future (transforms/incremental.py), and every later event of the entity
+would pass for a copy already applied.
 
 Two readers, one result. ``_parse_each`` reads entry by entry in Python and says exactly what is
 wrong with a bad one; it is the definition. ``parse_entries`` reads a batch a column at a time
@@ -28,12 +31,16 @@ from skewless.online.dead_letters import Rejected
 from skewless.transforms.dtypes import dtype_name
 from skewless.transforms.sources import EventSource
 
-__all__ = ["Entry", "parse_entries"]
+__all__ = ["CLOCK_SLACK_US", "Entry", "parse_entries"]
 
 #: A stream entry: its id and its fields, flat (name, value, name, value, ...), as Redis sends it.
 Entry = tuple[bytes, Sequence[bytes]]
 
 _INGEST = "__ingest_us"
+#: How far a producer's clock, which stamps ``__ingest_us``, may be off Redis's, which stamps the
+#: entry id: the stamp may lie this much past the entry's arrival, and the oldest pending entry
+#: is taken to have arrived this much before its id says (online/ingest.py).
+CLOCK_SLACK_US = 1_000_000
 #: The forms read a column at a time; anything else is read by ``_parse_each``.
 _ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?[+-]\d{2}:\d{2}$"
 _MICROS = r"^-?\d{1,16}$"
@@ -48,8 +55,31 @@ def parse_entries(
     """Entries as a typed frame (source columns, ``__ingest_us``, ``__ord``, ``__entry``), in
     entry order, and the malformed ones with the reason each could not be read."""
     if len(entries) < _COLUMNS_FROM:
-        return _parse_each(source, entries, first_ord, range(len(entries)))
-    return _parse_by_columns(source, entries, first_ord)
+        frame, bad = _parse_each(source, entries, first_ord, range(len(entries)))
+    else:
+        frame, bad = _parse_by_columns(source, entries, first_ord)
+    return _refuse_stamps_after_arrival(frame, bad, entries)
+
+
+def _refuse_stamps_after_arrival(
+    frame: pl.DataFrame, bad: list[Rejected], entries: Sequence[Entry]
+) -> tuple[pl.DataFrame, list[Rejected]]:
+    """``frame`` without the entries stamped with an ingest time after they reached Redis, and
+    ``bad`` with them."""
+    millis = pl.col("__entry").str.split_exact("-", 1).struct.field("field_0").cast(pl.Int64)
+    after = pl.col("__ingest_us") > millis * 1000 + 999 + CLOCK_SLACK_US
+    stamped_after = frame.filter(after)
+    if not stamped_after.height:
+        return frame, bad
+    fields = {entry_id.decode(): flat for entry_id, flat in entries}
+    for entry_id, stamp in stamped_after.select("__entry", "__ingest_us").iter_rows():
+        flat = fields[entry_id]
+        reason = (
+            f"malformed: {_INGEST} {stamp} is after the entry reached Redis (its id {entry_id}); "
+            f"stamp microseconds from a clock in step with Redis's, or leave {_INGEST} out"
+        )
+        bad.append(Rejected(entry_id.encode(), dict(zip(flat[0::2], flat[1::2], strict=True)), reason))
+    return frame.filter(~after), bad
 
 
 def _parse_by_columns(

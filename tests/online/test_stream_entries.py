@@ -105,3 +105,27 @@ def test_a_producers_batch_is_read_by_columns() -> None:
         "name": "é", "small": None, "count": 7, "ratio": None, "amount": 2.5, "flag": True, "at": at,
         "__ingest_us": 1_700_000_000_000_999, "__ord": 0, "__entry": "1700000000000-0",
     }  # fmt: skip
+
+
+def test_an_ingest_time_stamped_after_the_entry_reached_redis_is_refused() -> None:
+    """A producer's clock ahead of Redis's, or a stamp in nanoseconds, would put the high-water
+    mark in the future and later events would pass for copies: refused, with the reason, in
+    small batches (read one by one) and large (by columns). Within a second it is the clocks'."""
+    arrived_us = 1_700_000_000_000_999  # entry 1700000000000-0
+    stamps = {
+        b"1700000000000-0": arrived_us + 900_000,  # 0.9 s ahead: accepted
+        b"1700000000000-1": arrived_us + 1_100_000,  # 1.1 s ahead
+        b"1700000000000-2": arrived_us * 1000,  # nanoseconds
+    }
+    entries = [
+        (entry_id, [b"name", b"n", b"at", b"1700000000000000", b"__ingest_us", str(stamp).encode()])
+        for entry_id, stamp in stamps.items()
+    ]
+    for copies in (1, 200):  # 3 and 600 entries
+        frame, bad = parse_entries(SOURCE, entries * copies, first_ord=0)
+        assert frame["__entry"].unique().to_list() == ["1700000000000-0"]
+        assert sorted({str(r.entry) for r in bad}) == ["b'1700000000000-1'", "b'1700000000000-2'"]
+        assert bad[0].reason == (
+            f"malformed: __ingest_us {arrived_us + 1_100_000} is after the entry reached Redis (its id "
+            "1700000000000-1); stamp microseconds from a clock in step with Redis's, or leave __ingest_us out"
+        )
