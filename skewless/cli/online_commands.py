@@ -106,12 +106,13 @@ def ingest(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Entries read per batch.")] = 500,
     seconds: Annotated[
-        float | None, typer.Option(help="Stop after this many seconds (default: run until interrupted).")
+        float | None,
+        typer.Option(min=0, help="Stop after this many seconds (default: run until interrupted)."),
     ] = None,
     claim_after: Annotated[
         float,
         typer.Option(
-            help="Take over entries another consumer left unacknowledged this many seconds (it died)."
+            min=0, help="Take over entries another consumer left unacknowledged this many seconds (it died)."
         ),
     ] = 30.0,
     keep_dead_letters: Annotated[

@@ -83,7 +83,8 @@ def serve(
 
 def log_worker(
     claim_after: Annotated[
-        float, typer.Option(help="Take over entries a dead worker left unacknowledged this many seconds.")
+        float,
+        typer.Option(min=0, help="Take over entries a dead worker left unacknowledged this many seconds."),
     ] = 30.0,
     repo: RepoOption = None,
 ) -> None:

@@ -81,6 +81,8 @@ def test_debug_shows_the_traceback(example_repo: Path) -> None:
         (["plan", "--nope"], "No such option: --nope"),
         (["dead-letters", "--last", "-1"], "Invalid value for '--last'"),
         (["ingest", "nosource"], "(nosource)"),
+        (["ingest", "--claim-after", "-5"], "Invalid value for '--claim-after'"),
+        (["log-worker", "--claim-after", "-1"], "Invalid value for '--claim-after'"),
         (["no-such-command"], "No such command 'no-such-command'"),
     ],
 )
