@@ -27,6 +27,7 @@ from skewless.service.online_features import (
     OnlineFeaturesRequest,
     error_answer,
     json_answer,
+    read_body,
     send_answer,
     too_large,
 )
@@ -103,8 +104,8 @@ def _error(status: int, message: str) -> Response:
 
 class ServingApp:
     """The ASGI app: ``POST /get-online-features`` straight to ``online_features``, everything
-    else to the FastAPI app ``api``. A body declared over ``MAX_BODY_BYTES`` gets 413 unread (the
-    hot path checks that with the headers it reads anyway)."""
+    else to the FastAPI app ``api``. A body over ``MAX_BODY_BYTES`` gets 413: unread when its
+    size is declared, else (chunked) once it has grown past it; the hot path checks that itself."""
 
     def __init__(self, api: FastAPI, online_features: OnlineFeatures) -> None:
         self.api = api
@@ -114,9 +115,30 @@ class ServingApp:
         if scope["type"] == "http":
             if scope["method"] == "POST" and scope["path"] == scope.get("root_path", "") + ONLINE_FEATURES:
                 return await self.online_features(scope, receive, send)  # it checks the size itself
-            if too_large(dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")):
+            headers = dict(scope["headers"])
+            if too_large(headers.get(b"content-length", b"").decode("latin-1")):
                 return await send_answer(send, *json_answer(413, TOO_LARGE))
+            if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+                body = await read_body(receive)
+                if body is None:
+                    return await send_answer(send, *json_answer(413, TOO_LARGE))
+                receive = _replaying(body, receive)
         await self.api(scope, receive, send)
+
+
+def _replaying(body: bytes, receive: Any) -> Any:
+    """An ASGI ``receive`` that gives the already read ``body``, then whatever comes next (a
+    disconnect)."""
+    given = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal given
+        if given:
+            return dict(await receive())
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 def create_app(store: FeatureStore, *, auth: bool = True) -> ServingApp:

@@ -42,6 +42,7 @@ __all__ = [
     "OnlineFeaturesRequest",
     "error_answer",
     "json_answer",
+    "read_body",
     "send_answer",
     "too_large",
 ]
@@ -49,7 +50,7 @@ __all__ = [
 _EPOCH = "1970-01-01T00:00:00Z"
 #: Largest request body accepted (bytes); larger ones get 413, unread when they declare their size.
 MAX_BODY_BYTES = 1_048_576
-TOO_LARGE = f"request body over {MAX_BODY_BYTES} bytes; send fewer entities per request."
+TOO_LARGE = f"request body over {MAX_BODY_BYTES} bytes; send fewer entities (or events) per request."
 _JSON = [(b"content-type", b"application/json")]
 _log = logging.getLogger(__name__)
 _READ_SHA = hashlib.sha1(READ_SCRIPT.encode()).hexdigest()
@@ -153,7 +154,7 @@ def _columns(entities: dict[str, list[Any]], count: int, result: OnlineResult) -
     return columns
 
 
-async def _read_body(receive: Any) -> bytes | None:
+async def read_body(receive: Any) -> bytes | None:
     """The request body, or None once it grows over ``MAX_BODY_BYTES`` (a chunked body declares
     no size up front)."""
     chunks: list[bytes] = []
@@ -197,7 +198,7 @@ class OnlineFeatures:
         started = time.perf_counter()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         declared_too_large = too_large(headers.get("content-length", ""))
-        body = None if declared_too_large else await _read_body(receive)
+        body = None if declared_too_large else await read_body(receive)
         if body is None:
             status, answer = json_answer(413, TOO_LARGE)
         else:

@@ -4,7 +4,7 @@ Feast's SDK reads, honest statuses, clear 4xx, push, health, metrics, and the se
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -326,6 +326,25 @@ def test_oversized_request_is_413(client: TestClient) -> None:
     )
     response = client.post("/get-online-features", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 413 and "request body over" in response.json()["detail"]
+
+
+def _chunked(head: bytes, item: bytes, count: int, tail: bytes) -> Iterator[bytes]:
+    """A request body sent in pieces, its size declared nowhere (Transfer-Encoding: chunked)."""
+    yield head
+    for _ in range(count):
+        yield item
+    yield tail
+
+
+def test_a_chunked_body_over_the_limit_is_413_on_every_route(client: TestClient) -> None:
+    """Before, only /get-online-features counted the bytes of a body without a declared size:
+    /push read 2.5 MB and more, as much as a client sent."""
+    head, tail = b'{"push_source_name": "transactions", "df": {"event_id": [', b'"e"]}}'
+    json = {"content-type": "application/json"}
+    big = client.post("/push", content=_chunked(head, b'"e1234567",', 200_000, tail), headers=json)
+    assert big.status_code == 413 and "request body over" in big.json()["detail"]
+    small = client.post("/push", content=_chunked(head, b'"e1",', 3, tail), headers=json)
+    assert small.status_code == 400 and "event time column" in small.json()["detail"]  # read whole
 
 
 def test_http_client_matches_the_in_process_sdk(store: FeatureStore) -> None:
