@@ -58,7 +58,7 @@ def plain_rows(plan: ViewPlan, events: pl.DataFrame, *, compare: bool) -> pl.Dat
     if plan.source.stream is None:
         return _latest(keys, events)
     at_latest = events.filter(pl.col("__event_us") == pl.col("__event_us").max().over(keys))
-    at_latest = at_latest.with_columns(__identity=event_identity(plan, events.columns))
+    at_latest = at_latest.with_columns(__identity=_escaped(event_identity(plan, events.columns)))
     arrival = [pl.col(c).cast(pl.String).str.zfill(20) for c in ("__ingest_us", "__ord")]
     mark = pl.concat_str([*arrival, pl.lit(_SEPARATOR), pl.col("__identity")])
     if compare:
@@ -70,6 +70,12 @@ def plain_rows(plan: ViewPlan, events: pl.DataFrame, *, compare: bool) -> pl.Dat
         .with_columns(__mark=mark)
         .drop("__identity")
     )
+
+
+def _escaped(identity: pl.Expr) -> pl.Expr:
+    """An identity as a mark holds it: without the separator (``%`` → ``%25``, ``\x1f`` →
+    ``%1F``), so that an event id holding one is still found, and is not split in two."""
+    return identity.str.replace_all("%", "%25", literal=True).str.replace_all(_SEPARATOR, "%1F", literal=True)
 
 
 def _latest(keys: list[str], events: pl.DataFrame) -> pl.DataFrame:

@@ -299,11 +299,11 @@ def timestamp_us(raw: bytes) -> int:
 #: KEYS[1] = entity hash; ARGV = the view's ``_ts`` field, the row's event µs, the view's mark
 #: field (``_skl:<view>``, or empty), the row's mark, then field/value pairs (``_ts`` among them).
 #: A mark is the row's arrival (ingest µs and position, 20 digits each: compared as text) then,
-#: each after a \31, the identities of the counted events at the stored event time. Only those
-#: can matter: an event with an earlier time loses anyway, one with a later time starts a new
-#: mark. A row without a mark (written by Feast, or a view whose source has no stream) loses
-#: every tie. ``micros`` is ``timestamp_us``: a varint of ten bytes is a negative int64, summed
-#: as its complement so that Lua's doubles stay exact.
+#: each after a \31, the identities of the counted events at the stored event time (escaped:
+#: online/plain.py). Only those can matter: an event with an earlier time loses anyway, one with
+#: a later time starts a new mark. A row without a mark (written by Feast, or a view whose
+#: source has no stream) loses every tie. ``micros`` is ``timestamp_us``: a varint of ten bytes
+#: is a negative int64, summed as its complement so that Lua's doubles stay exact.
 WRITE_SCRIPT = """
 local function micros(ts)
   local field, i = {0, 0}, 1

@@ -179,6 +179,15 @@ streamed = dataclasses.replace(source, stream="payments")
     checkpoints=st.lists(st.integers(0, 300 * MINUTE), min_size=1, max_size=4),
     batch=st.integers(1, 7),
 )
+@example(  # a late copy of the first of two events at one time, its id holding the mark's separator
+    events=[
+        oracle.Event("a", 10 * MINUTE, 10 * MINUTE, "x\x1fy", {"amount": 1.0, "units": 1, "shop": "s1"}, 0),
+        oracle.Event("a", 10 * MINUTE, 11 * MINUTE, "z", {"amount": 2.0, "units": 2, "shop": "s2"}, 1),
+        oracle.Event("a", 10 * MINUTE, 12 * MINUTE, "x\x1fy", {"amount": 3.0, "units": 3, "shop": "s3"}, 2),
+    ],
+    checkpoints=[13 * MINUTE],
+    batch=1,
+)
 def test_a_streamed_plain_view_equals_offline_as_available(
     client: redis.Redis, tmp_path: Path, events: list[oracle.Event], checkpoints: list[int], batch: int
 ) -> None:
