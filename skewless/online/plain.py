@@ -73,7 +73,7 @@ def plain_rows(plan: ViewPlan, events: pl.DataFrame, *, compare: bool) -> pl.Dat
 
 
 def _escaped(identity: pl.Expr) -> pl.Expr:
-    """An identity as a mark holds it: without the separator (``%`` → ``%25``, ``\x1f`` →
+    """An identity as a mark holds it: without the separator (``%`` → ``%25``, ``\\x1f`` →
     ``%1F``), so that an event id holding one is still found, and is not split in two."""
     return identity.str.replace_all("%", "%25", literal=True).str.replace_all(_SEPARATOR, "%1F", literal=True)
 

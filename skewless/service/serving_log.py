@@ -9,8 +9,8 @@ the vector is served anyway, counted in ``skewless_serving_log_refused_total``.)
 log-worker`` decodes the replies, with the code the API answered with, into hourly parquet
 partitions of the offline store (``data/serving_log/hour=YYYY-MM-DDTHH/``) and acknowledges
 entries only after the file is written (then trims what it moved from the stream), so a crash
-of either process loses no logged vector. An entry whose views changed definition before it was moved is kept whole in
-``skewless:serving_log:dead`` with the reason.
+of either process loses no logged vector. An entry whose views changed definition before it
+was moved is kept whole in ``skewless:serving_log:dead`` with the reason.
 """
 
 from __future__ import annotations
