@@ -75,8 +75,9 @@ app.add_typer(keys_app, name="keys")
 
 
 def run() -> None:
-    """Run the CLI. Usage errors are typer's own (the usage, one line, exit 2); skewless's errors
-    print one line and exit 1; anything else is a bug, still one line. --debug shows tracebacks."""
+    """Run the CLI. Usage errors are typer's own (the usage, one line, exit 2); skewless's errors,
+    and Redis's or the file system's in the middle of the work, print one line and exit 1;
+    anything else is a bug, still one line. --debug shows tracebacks."""
     debug = "--debug" in sys.argv
     try:
         app()
@@ -89,6 +90,16 @@ def run() -> None:
         if debug:
             raise
         err_console.print(f"[red]error:[/] {_redis_failure(exc)}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except OSError as exc:  # a file or directory: missing, in the way, not writable, disk full
+        if debug:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        err_console.print(
+            f"[red]error:[/] {exc.strerror or exc}{where}; check the path, its permissions and the free disk space.",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
     except Exception as exc:  # a bug in skewless: still one line unless --debug
         if debug:

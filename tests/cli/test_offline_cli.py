@@ -178,3 +178,20 @@ def test_compact_merges_landed_files_and_names_unknown_sources(
     assert unknown.stderr.strip().splitlines() == [
         "error: No stream for source(s) card_profiles; streamed sources: transactions."
     ]
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line(
+    example_repo: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Before: "internal error: FileExistsError … please report it"."""
+    write_example_data(example_repo / "data", FraudDataSpec(events=1_000, cards=10))
+    entities = tmp_path / "entities.csv"
+    entities.write_text("card_id,event_timestamp\nc000001,2026-10-30T12:00:00Z\n")
+    (tmp_path / "a_file").write_text("")
+    out = tmp_path / "a_file" / "train.parquet"  # its directory is a file
+    args = ["training-set", "--entities", str(entities), "-f", "card_profile:country", "--out", str(out)]
+    result = _run(example_repo, sqlite_url, *args)
+    assert result.returncode == 1
+    assert " ".join(result.stderr.split()) == (
+        f"error: File exists ({tmp_path / 'a_file'}); check the path, its permissions and the free disk space."
+    )
