@@ -80,23 +80,22 @@ def test_training_set_of_a_feature_service(example_repo: Path, sqlite_url: str, 
     assert both.returncode == 1 and "not both" in both.stderr and len(both.stderr.strip().splitlines()) == 1
 
 
+def _small_training_set(
+    repo: Path, db: str, tmp_path: Path, row: str, feature: str, out: Path
+) -> subprocess.CompletedProcess[str]:
+    """``skewless training-set`` of ``feature`` over a small example history, for one entity
+    row (CSV: card, timestamp)."""
+    write_example_data(repo / "data", FraudDataSpec(events=1_000, cards=10))
+    entities = tmp_path / "entities.csv"
+    entities.write_text(f"card_id,event_timestamp\n{row}\n")
+    return _run(repo, db, "training-set", "--entities", str(entities), "-f", feature, "--out", str(out))
+
+
 def test_naive_csv_timestamps_are_refused_in_one_line(
     example_repo: Path, sqlite_url: str, tmp_path: Path
 ) -> None:
-    write_example_data(example_repo / "data", FraudDataSpec(events=1_000, cards=10))
-    entities = tmp_path / "entities.csv"
-    entities.write_text("card_id,event_timestamp\nc000001,2026-10-30T12:00:00\n")
-    result = _run(
-        example_repo,
-        sqlite_url,
-        "training-set",
-        "--entities",
-        str(entities),
-        "-f",
-        "card_activity:count_24h",
-        "--out",
-        str(tmp_path / "o.csv"),
-    )
+    row, feature = "c000001,2026-10-30T12:00:00", "card_activity:count_24h"
+    result = _small_training_set(example_repo, sqlite_url, tmp_path, row, feature, tmp_path / "o.csv")
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert "has no time zone; skewless does not guess one" in result.stderr
@@ -184,13 +183,10 @@ def test_an_output_path_that_cannot_be_written_is_one_line(
     example_repo: Path, sqlite_url: str, tmp_path: Path
 ) -> None:
     """Before: "internal error: FileExistsError … please report it"."""
-    write_example_data(example_repo / "data", FraudDataSpec(events=1_000, cards=10))
-    entities = tmp_path / "entities.csv"
-    entities.write_text("card_id,event_timestamp\nc000001,2026-10-30T12:00:00Z\n")
     (tmp_path / "a_file").write_text("")
     out = tmp_path / "a_file" / "train.parquet"  # its directory is a file
-    args = ["training-set", "--entities", str(entities), "-f", "card_profile:country", "--out", str(out)]
-    result = _run(example_repo, sqlite_url, *args)
+    row, feature = "c000001,2026-10-30T12:00:00Z", "card_profile:country"
+    result = _small_training_set(example_repo, sqlite_url, tmp_path, row, feature, out)
     assert result.returncode == 1
     assert " ".join(result.stderr.split()) == (
         f"error: File exists ({tmp_path / 'a_file'}); check the path, its permissions and the free disk space."
