@@ -19,7 +19,7 @@ def _prepare_feast(repo: Path) -> None:
     from skewless.repo.feast_store import feast_store
     from skewless.repo.plan import apply_plan, make_plan
     from skewless.settings import Settings
-    from skewless.stores.redis_connection import resolve_redis_url
+    from skewless.stores.redis_connection import resolve_redis_url, stop_local_redis
 
     settings = Settings.load(
         repo, env={**os.environ, "SKEWLESS_DATABASE_URL": f"sqlite:///{repo / 'bench.db'}"}
@@ -34,6 +34,8 @@ def _prepare_feast(repo: Path) -> None:
     )
     if not (repo / "data" / "offline" / "card_activity").exists():
         store.backfill(["card_activity"])
+    if settings.redis_url is None:  # the Redis skewless started for the repo: not left running
+        stop_local_redis(settings.state_dir)
 
 
 def _measure(engine: str, repo: Path, rows: int, repeats: int) -> dict[str, float]:

@@ -65,4 +65,6 @@ def redis_server(port: int, directory: Path, password: str | None = None) -> sub
             if redis.Redis(port=port, password=password).ping():
                 return server
         time.sleep(0.05)
+    server.kill()  # not left running behind the test
+    server.wait(10)
     raise RuntimeError("redis-server did not start")

@@ -39,12 +39,14 @@ def test_work_goes_on_where_it_was_once_redis_is_back(tmp_path: Path) -> None:
         time.sleep(1.5)  # the loop meets the outage meanwhile
         servers.append(redis_server(port, tmp_path))  # loads what the shutdown saved
 
+    restarting = threading.Thread(target=restart)
+
     def work() -> None:
         counts.append(int(client.incr("calls")))  # type: ignore[arg-type]
         if len(counts) == 3:
             with contextlib.suppress(redis.ConnectionError):
                 client.shutdown(save=True)
-            threading.Thread(target=restart).start()
+            restarting.start()
 
     try:
         ride_out_outages(
@@ -55,6 +57,8 @@ def test_work_goes_on_where_it_was_once_redis_is_back(tmp_path: Path) -> None:
             on_back=lambda: backs.append(True),
         )
     finally:
+        if restarting.is_alive():  # the loop may go on before the new server is in the list
+            restarting.join(15)
         for server in servers:
             server.terminate()
             server.wait(10)
