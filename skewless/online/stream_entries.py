@@ -55,31 +55,8 @@ def parse_entries(
     """Entries as a typed frame (source columns, ``__ingest_us``, ``__ord``, ``__entry``), in
     entry order, and the malformed ones with the reason each could not be read."""
     if len(entries) < _COLUMNS_FROM:
-        frame, bad = _parse_each(source, entries, first_ord, range(len(entries)))
-    else:
-        frame, bad = _parse_by_columns(source, entries, first_ord)
-    return _refuse_stamps_after_arrival(frame, bad, entries)
-
-
-def _refuse_stamps_after_arrival(
-    frame: pl.DataFrame, bad: list[Rejected], entries: Sequence[Entry]
-) -> tuple[pl.DataFrame, list[Rejected]]:
-    """``frame`` without the entries stamped with an ingest time after they reached Redis, and
-    ``bad`` with them."""
-    millis = pl.col("__entry").str.split_exact("-", 1).struct.field("field_0").cast(pl.Int64)
-    after = pl.col("__ingest_us") > millis * 1000 + 999 + CLOCK_SLACK_US
-    stamped_after = frame.filter(after)
-    if not stamped_after.height:
-        return frame, bad
-    fields = {entry_id.decode(): flat for entry_id, flat in entries}
-    for entry_id, stamp in stamped_after.select("__entry", "__ingest_us").iter_rows():
-        flat = fields[entry_id]
-        reason = (
-            f"malformed: {_INGEST} {stamp} is after the entry reached Redis (its id {entry_id}); "
-            f"stamp microseconds from a clock in step with Redis's, or leave {_INGEST} out"
-        )
-        bad.append(Rejected(entry_id.encode(), dict(zip(flat[0::2], flat[1::2], strict=True)), reason))
-    return frame.filter(~after), bad
+        return _parse_each(source, entries, first_ord, range(len(entries)))
+    return _parse_by_columns(source, entries, first_ord)
 
 
 def _parse_by_columns(
@@ -130,16 +107,15 @@ def _parse_columns(
     ids = pl.Series("__entry", pa.array([entry_id for entry_id, _ in entries], pa.binary())).cast(pl.String)
     columns = {c: _typed(texts.get(c), dtype, len(entries)) for c, dtype in source.columns.items()}
     stamped = _typed(texts.get(_INGEST), pl.Int64(), len(entries))
-    ingest = stamped.fill_null(
-        ids.str.split_exact("-", 1).struct.field("field_0").cast(pl.Int64) * 1000 + 999
-    )
+    arrived = ids.str.split_exact("-", 1).struct.field("field_0").cast(pl.Int64) * 1000 + 999
+    ingest = stamped.fill_null(arrived)
     frame = pl.DataFrame({
         **columns,
         "__ingest_us": ingest,
         "__ord": pl.int_range(first_ord, first_ord + len(entries), eager=True),
         "__entry": ids,
     })  # fmt: skip
-    unread = np.zeros(len(entries), dtype=bool)
+    unread = (stamped > arrived + CLOCK_SLACK_US).fill_null(False).to_numpy()  # to refuse, with why
     for name, text in texts.items():
         value = columns.get(name, stamped)
         unread |= (value.is_null() & (text != "")).to_numpy()
@@ -213,6 +189,17 @@ def _parser(dtype: pl.DataType) -> Callable[[str], Any]:
     return parsers.get(dtype_name(dtype), str)
 
 
+def _stamp(text: str, entry_id: bytes, arrived_us: int) -> int:
+    """A producer's ``__ingest_us``, refused when it is after the entry reached Redis."""
+    stamp = _INT64(text)
+    if stamp > arrived_us + CLOCK_SLACK_US:
+        raise ValueError(
+            f"{_INGEST} {stamp} is after the entry reached Redis (its id {entry_id.decode()}); "
+            f"stamp microseconds from a clock in step with Redis's, or leave {_INGEST} out"
+        )
+    return stamp
+
+
 def _parse_each(
     source: EventSource, entries: Sequence[Entry], first_ord: int, positions: Sequence[int]
 ) -> tuple[pl.DataFrame, list[Rejected]]:
@@ -228,8 +215,8 @@ def _parse_each(
             if not fields.keys() <= known:
                 raise ValueError(f"unknown fields {', '.join(sorted(fields.keys() - known))}")
             values = [parse(text) if (text := fields.get(column)) else None for column, parse in parsers]
-            millis = int(entry_id.split(b"-")[0])
-            ingest_us = _INT64(fields[_INGEST]) if fields.get(_INGEST) else millis * 1000 + 999
+            arrived_us = int(entry_id.split(b"-")[0]) * 1000 + 999
+            ingest_us = _stamp(fields[_INGEST], entry_id, arrived_us) if fields.get(_INGEST) else arrived_us
         except ValueError as exc:
             bad.append(Rejected(entry_id, raw, f"malformed: {exc}"))
             continue
