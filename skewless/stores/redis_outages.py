@@ -29,9 +29,9 @@ RETRY_S = 1.0
 #: What redis-py raises when Redis cannot be reached (refused, closed, silent past the timeout).
 OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 #: What Redis answers a write when it is full; from inside a script, within another error's text.
-_FULL = "OOM command not allowed"
+_FULL_REPLY = "OOM command not allowed"
 #: What a replica answers a write (the same, inside a script).
-_READ_ONLY = "You can't write against a read only replica"
+_READ_ONLY_REPLY = "You can't write against a read only replica"
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,9 @@ def stall(exc: BaseException | None) -> Stall | None:
     for cause in _causes(exc):
         if isinstance(cause, OUTAGE_ERRORS):
             return Stall(f"Redis is unreachable ({cause}).", _answers, "Redis is back")
-        if isinstance(cause, redis.OutOfMemoryError) or _FULL in str(cause):
+        if isinstance(cause, redis.OutOfMemoryError) or _FULL_REPLY in str(cause):
             return Stall(FULL, has_room, "Redis has room again")
-        if isinstance(cause, redis.ReadOnlyError) or _READ_ONLY in str(cause):
+        if isinstance(cause, redis.ReadOnlyError) or _READ_ONLY_REPLY in str(cause):
             return Stall(
                 "Redis answers as a read-only replica (its server was demoted, a failover?); "
                 "point REDIS_URL at the primary.",

@@ -15,8 +15,7 @@ from typer.main import get_command
 from skewless.cli.main import app
 from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.feature_store import FeatureStore
-from tests.service.processes import free_port, redis_server
-from tests.stores.test_redis_outages import _fill
+from tests.service.processes import fill_redis, free_port, redis_server
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 
@@ -206,7 +205,7 @@ def test_materialize_into_a_full_redis_says_so_in_one_line(example_repo: Path, t
     port = free_port()
     server = redis_server(port, tmp_path)
     try:
-        _fill(redis.Redis(port=port))
+        fill_redis(redis.Redis(port=port))
         env = {
             "REDIS_URL": f"redis://127.0.0.1:{port}/0",
             "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,8 +24,7 @@ from skewless.online.dead_letters import dead_letter_stream
 from skewless.online.ingest import GROUP
 from skewless.settings import Settings
 from skewless.stores.stream_trim import entry_position, trim_acknowledged
-from tests.service.processes import free_port, redis_server
-from tests.stores.test_redis_outages import _fill
+from tests.service.processes import fill_redis, free_port, redis_server, wait_until
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 FEATURES = [
@@ -60,13 +58,6 @@ def _events(count: int, *, seed: int = 1) -> pl.DataFrame:
         for i in range(count)
     ]
     return pl.DataFrame(rows + rows[::10])
-
-
-def _wait(predicate: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def _drained(store: FeatureStore) -> bool:
@@ -211,7 +202,7 @@ def test_killing_ingest_mid_stream_loses_and_double_counts_nothing(
     try:
         for seed in range(8):
             store.push("transactions", _events(250, seed=seed))
-        _wait(
+        wait_until(
             lambda: (
                 len(list((example_repo / "data" / "stream" / "transactions").glob("*.parquet"))) >= 5
                 if (example_repo / "data" / "stream" / "transactions").exists()
@@ -223,7 +214,7 @@ def test_killing_ingest_mid_stream_loses_and_double_counts_nothing(
         first.wait(10)
         second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait(lambda: _drained(store), 120)
+            wait_until(lambda: _drained(store), 120)
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(30)
@@ -276,15 +267,15 @@ def test_ingest_waits_out_a_redis_restart_and_loses_and_double_counts_nothing(
         for seed in range(4):
             store.push("transactions", _events(250, seed=seed))
         landed = example_repo / "data" / "stream" / "transactions"
-        _wait(lambda: landed.exists() and len(list(landed.glob("*.parquet"))) >= 3, 60)
+        wait_until(lambda: landed.exists() and len(list(landed.glob("*.parquet"))) >= 3, 60)
         with contextlib.suppress(redis.ConnectionError):
             store.redis.shutdown(save=True)  # mid-stream: the process loses Redis
         ingest.servers[-1].wait(10)
-        _wait(lambda: "Redis is unreachable" in log.read_text(), 30)
+        wait_until(lambda: "Redis is unreachable" in log.read_text(), 30)
         ingest.servers.append(redis_server(ingest.port, tmp_path))  # loads what the shutdown saved
         for seed in range(4, 6):
             store.push("transactions", _events(250, seed=seed))
-        _wait(lambda: _drained(store), 120)
+        wait_until(lambda: _drained(store), 120)
         assert ingest.process.poll() is None and "Redis is back" in log.read_text()
         _assert_online_equals_offline(store)
 
@@ -298,15 +289,15 @@ def test_ingest_waits_for_room_in_a_full_redis_and_loses_and_double_counts_nothi
     with _ingest_on_own_redis(example_repo, tmp_path) as ingest:
         store, log = ingest.store, ingest.log
         store.push("transactions", _events(250, seed=0))
-        _wait(lambda: "Ingesting" in log.read_text() and _drained(store), 60)
+        wait_until(lambda: "Ingesting" in log.read_text() and _drained(store), 60)
         ingest.process.send_signal(signal.SIGSTOP)  # so that the next events meet a full Redis
         store.push("transactions", _events(250, seed=1))
-        filler = _fill(store.redis)
+        filler = fill_redis(store.redis)
         ingest.process.send_signal(signal.SIGCONT)
-        _wait(lambda: "Redis is full" in log.read_text(), 30)
+        wait_until(lambda: "Redis is full" in log.read_text(), 30)
         assert not _drained(store)
         store.redis.delete(*filler)
-        _wait(lambda: _drained(store), 60)
+        wait_until(lambda: _drained(store), 60)
         assert ingest.process.poll() is None and "Redis has room again" in log.read_text()
         _assert_online_equals_offline(store)
 

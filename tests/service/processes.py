@@ -1,4 +1,5 @@
-"""Real processes for the service tests (`skewless`, redis-server): start one, wait until it answers."""
+"""Real processes for the tests (`skewless`, redis-server): start one, wait until it answers; fill a
+Redis; wait for a condition."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -68,3 +70,24 @@ def redis_server(port: int, directory: Path, password: str | None = None) -> sub
     server.kill()  # not left running behind the test
     server.wait(10)
     raise RuntimeError("redis-server did not start")
+
+
+def fill_redis(client: redis.Redis) -> list[str]:
+    """Fill Redis with 5 MB, then give it a maxmemory 1 MB above what it used before: full, it
+    refuses writes until the filler keys it returns are deleted. (One SET each: a single command
+    of 5 MB would hold that much in its query buffer, which Redis frees a moment later.)"""
+    before = int(client.info("memory")["used_memory"])
+    keys = [f"fill:{i}" for i in range(500)]
+    for key in keys:
+        client.set(key, b"x" * 10_000)
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", before + 1_000_000)
+    return keys
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float) -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

@@ -23,8 +23,7 @@ from skewless.service.app import create_app
 from skewless.service.serving_log import LOG_DEAD, LOG_STREAM, drain_serving_log
 from skewless.settings import Settings
 from skewless.stores.redis_connection import _free_port
-from tests.service.processes import redis_server
-from tests.stores.test_redis_outages import _fill
+from tests.service.processes import fill_redis, redis_server
 
 PLAIN = ["card_profile:credit_limit", "card_profile:country", "card_profile:card_type"]
 
@@ -266,7 +265,7 @@ def test_a_full_redis_still_serves_and_counts_what_it_could_not_log(
         client = TestClient(create_app(own, auth=False))
         request = {"features": ["card_profile:country"], "entities": {"card_id": _cards(own)[:1]}}
         served = client.post("/get-online-features", json=request).json()
-        filler = _fill(own.redis)
+        filler = fill_redis(own.redis)
         response = client.post("/get-online-features", json=request)
         assert response.status_code == 200 and response.json()["results"] == served["results"]
         assert "skewless_serving_log_refused_total 1.0" in client.get("/metrics").text

@@ -7,7 +7,6 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from redis.retry import Retry
 from skewless.stores.redis_connection import READ_TIMEOUT_S, connect_redis
 from skewless.stores.redis_memory import eviction_warning
 from skewless.stores.redis_outages import ride_out_outages
-from tests.service.processes import free_port, redis_server
+from tests.service.processes import fill_redis, free_port, redis_server, wait_until
 
 
 def _client(port: int) -> redis.Redis:
@@ -122,19 +121,6 @@ def test_the_store_client_gives_up_on_a_silent_connection(isolated_redis_url: st
     assert client.connection_pool.connection_kwargs["socket_timeout"] == READ_TIMEOUT_S
 
 
-def _fill(client: redis.Redis) -> list[str]:
-    """Fill Redis with 5 MB, then give it a maxmemory 1 MB above what it used before: full, it
-    refuses writes until the filler keys it returns are deleted. (One SET each: a single command
-    of 5 MB would hold that much in its query buffer, which Redis frees a moment later.)"""
-    before = int(client.info("memory")["used_memory"])
-    keys = [f"fill:{i}" for i in range(500)]
-    for key in keys:
-        client.set(key, b"x" * 10_000)
-    client.config_set("maxmemory-policy", "noeviction")
-    client.config_set("maxmemory", before + 1_000_000)
-    return keys
-
-
 def test_work_waits_for_room_while_redis_is_full(tmp_path: Path) -> None:
     port = free_port()
     server = redis_server(port, tmp_path)
@@ -142,7 +128,7 @@ def test_work_waits_for_room_while_redis_is_full(tmp_path: Path) -> None:
     counts: list[int] = []
     lines: list[str] = []
     try:
-        filler = _fill(client)
+        filler = fill_redis(client)
         freeing = threading.Timer(1.5, lambda: client.delete(*filler))
         freeing.start()
         ride_out_outages(
@@ -197,7 +183,7 @@ def test_work_waits_while_its_address_answers_as_a_read_only_replica(tmp_path: P
     def work() -> None:
         counts.append(int(client.incr("calls")))  # type: ignore[arg-type]
         if len(counts) == 3:
-            _wait_until(lambda: other.get("calls") == b"3")
+            wait_until(lambda: other.get("calls") == b"3", 10)
             other.replicaof("NO", "ONE")  # the failover: the replica is promoted …
             client.replicaof("127.0.0.1", replica_port)  # … and the URL's server follows it
             threading.Timer(1.5, fail_back).start()
@@ -214,10 +200,3 @@ def test_work_waits_while_its_address_answers_as_a_read_only_replica(tmp_path: P
         "at the primary. Trying again every second.",
         "Redis takes writes again; going on where this process was.",
     ]
-
-
-def _wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)

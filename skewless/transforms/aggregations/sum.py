@@ -10,7 +10,7 @@ from skewless.transforms.aggregations.base import Aggregator, OrderKey
 __all__ = ["HIGH", "Sum"]
 
 #: An integer sum's tile keeps two parts, ``s + h·HIGH`` (parts ``s`` and ``h``): every value is
-#: split so that ``|s| ≤ HIGH / 2`` and ``|h| < HIGH / 2``. Redis adds 64-bit integers and fails
+#: split so that ``-HIGH/2 ≤ s < HIGH/2`` and ``|h| ≤ HIGH/2``. Redis adds 64-bit integers and fails
 #: past them, halfway through a script it cannot undo; added up in two parts, a tile overflows
 #: only after 2³² events of one entity, whatever the values (docs/semantics.md §5).
 HIGH = 1 << 32
