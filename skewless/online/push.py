@@ -17,6 +17,7 @@ import polars as pl
 import redis
 
 from skewless._errors import ExecutionError, StoreError
+from skewless.transforms.dtypes import dtype_name
 from skewless.transforms.sources import EventSource
 
 __all__ = ["push_events"]
@@ -32,36 +33,53 @@ def _check(source: EventSource, frame: pl.DataFrame) -> pl.DataFrame:
         raise ExecutionError(
             f"events for source '{source.name}' need their event time column '{source.event_time}'."
         )
-    typed = {}
-    for column in frame.columns:
-        dtype = source.columns[column]
-        series = frame[column]
-        if (
-            isinstance(dtype, pl.Datetime)
-            and isinstance(series.dtype, pl.Datetime)
-            and series.dtype.time_zone is None
-        ):
-            raise ExecutionError(
-                f"events: '{column}' has no time zone; send UTC times (e.g. 2026-11-01T12:00:00Z)."
-            )
-        parsed = series
-        if isinstance(dtype, pl.Datetime) and series.dtype == pl.String:
-            parsed = series.str.to_datetime(time_zone="UTC", strict=False)
-        try:
-            typed[column] = parsed.cast(dtype, strict=True)
-        except pl.exceptions.InvalidOperationError as exc:
-            raise ExecutionError(f"events: column '{column}' is not {dtype} ({series.dtype} given).") from exc
-        if typed[column].null_count() > series.null_count():
-            raise ExecutionError(
-                f"events: column '{column}' has values that are not {dtype}"
-                + (" (send ISO times in UTC, e.g. 2026-11-01T12:00:00Z)." if parsed is not series else ".")
-            )
+    typed = {column: _typed(column, frame[column], source.columns[column]) for column in frame.columns}
     missing = typed[source.event_time].null_count()
     if missing:
         raise ExecutionError(
             f"events: {missing} event(s) have no event time '{source.event_time}'; every event needs one."
         )
     return pl.DataFrame(typed)
+
+
+def _typed(column: str, series: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """``series`` as the source declares ``column``, refused unless every value keeps its meaning:
+    the stream's text of each value must read back as the same value (online/stream_entries.py).
+    A cast would truncate 1.5 to an integer 1, or make ``true`` an amount of 1.0 or ``7.0`` a
+    card id "7.0"."""
+    given, kind = series.dtype, dtype_name(dtype)
+    if isinstance(dtype, pl.Datetime) and isinstance(given, pl.Datetime) and given.time_zone is None:
+        raise ExecutionError(
+            f"events: '{column}' has no time zone; send UTC times (e.g. 2026-11-01T12:00:00Z)."
+        )
+    number = given.is_integer() or given.is_float()
+    accepted = given == pl.Null or {
+        "String": given == pl.String,
+        "Boolean": given == pl.Boolean,
+        "Datetime": isinstance(given, pl.Datetime) or given == pl.String or given.is_integer(),  # µs
+    }.get(kind, number)
+    wrong_type = ExecutionError(f"events: column '{column}' is not {dtype} ({given} given).")
+    if not accepted:
+        raise wrong_type
+    if kind.startswith("Int") and given.is_float() and not (series.is_null() | (series % 1 == 0)).all():
+        raise ExecutionError(
+            f"events: column '{column}' takes whole numbers ({dtype}); some of its values are not."
+        )
+    parsed = (
+        series.str.to_datetime(time_zone="UTC", strict=False)
+        if given == pl.String and kind == "Datetime"
+        else series
+    )
+    try:
+        typed = parsed.cast(dtype, strict=True)
+    except pl.exceptions.InvalidOperationError as exc:
+        raise wrong_type from exc
+    if typed.null_count() > series.null_count():
+        raise ExecutionError(
+            f"events: column '{column}' has values that are not {dtype}"
+            + (" (send ISO times in UTC, e.g. 2026-11-01T12:00:00Z)." if parsed is not series else ".")
+        )
+    return typed
 
 
 def _as_frame(events: Any) -> pl.DataFrame:
@@ -93,9 +111,10 @@ def push_events(client: redis.Redis, source: EventSource, events: pl.DataFrame |
     """Append ``events`` to ``source``'s stream; returns how many. Nothing is sent if any is invalid."""
     if source.stream is None:
         raise ExecutionError(f"source '{source.name}' has no stream=; declare one to push events to it.")
-    frame = _check(source, _as_frame(events))
+    frame = _as_frame(events)
     if frame.is_empty():
         raise ExecutionError("no events to push.")
+    frame = _check(source, frame)
     pipe = client.pipeline(transaction=False)
     for row in frame.iter_rows(named=True):
         fields = {

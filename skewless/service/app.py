@@ -196,7 +196,7 @@ def create_app(store: FeatureStore, *, auth: bool = True) -> ServingApp:
                 400,
                 "'to' must be 'online' or 'online_and_offline' (streamed events always land offline too).",
             )
-        if len({len(column) for column in body.df.values()}) != 1:
+        if len({len(column) for column in body.df.values()}) > 1:
             return _error(400, "'df' must map each column to a list, all of the same length.")
         pushed = store.push(
             body.push_source_name,

@@ -22,8 +22,10 @@ from skewless import DefinitionError, ExecutionError
 from skewless.feature_store import FeatureStore
 from skewless.online.dead_letters import dead_letter_stream
 from skewless.online.ingest import GROUP
+from skewless.online.push import push_events
 from skewless.settings import Settings
 from skewless.stores.stream_trim import entry_position, trim_acknowledged
+from skewless.transforms.sources import EventSource
 from tests.service.processes import fill_redis, free_port, redis_server, wait_until
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
@@ -186,6 +188,63 @@ def test_push_rejects_bad_events_whole(example_repo: Path, isolated_redis_url: s
     with pytest.raises(ExecutionError, match="1 event\\(s\\) have no event time 'event_time'"):
         store.push("transactions", [{"card_id": "c1", "event_time": datetime.now(UTC)}, {"card_id": "c2"}])
     assert store.redis.xlen("transactions") == 0
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [
+        ("clicks", [1.5], "column 'clicks' takes whole numbers"),
+        ("clicks", ["3"], "column 'clicks' is not Int64 \\(String given\\)"),
+        ("score", [True], "column 'score' is not Float64 \\(Boolean given\\)"),
+        ("user_id", [7], "column 'user_id' is not String \\(Int64 given\\)"),
+        ("user_id", [7.0], "column 'user_id' is not String \\(Float64 given\\)"),
+        ("active", [1], "column 'active' is not Boolean \\(Int64 given\\)"),
+        ("ts", [1.5], "column 'ts' is not Datetime.* \\(Float64 given\\)"),
+    ],
+)
+def test_push_refuses_values_a_cast_would_change(
+    isolated_redis_url: str, column: str, values: list[object], message: str
+) -> None:
+    """A value of another type is refused, not cast: a cast would truncate 1.5 clicks to 1, make
+    ``true`` a score of 1.0 or the number 7.0 the user "7.0" (streamed text could not say either)."""
+    client = redis.Redis.from_url(isolated_redis_url)
+    columns = {"user_id": ["u1"], "clicks": [2], "score": [0.5], "active": [True], "ts": [datetime.now(UTC)]}
+    with pytest.raises(ExecutionError, match=message):
+        push_events(client, _TYPED_SOURCE, pl.DataFrame({**columns, column: values}, strict=False))
+    assert client.xlen("typed") == 0
+    # What keeps its meaning passes: whole floats for integers, integers for floats, ISO text
+    # and integer microseconds for times.
+    kept = {"clicks": [2.0], "score": [3], "ts": ["2026-11-29T12:00:00Z"]}
+    assert push_events(client, _TYPED_SOURCE, pl.DataFrame({**columns, **kept})) == 1
+    assert push_events(client, _TYPED_SOURCE, pl.DataFrame({**columns, "ts": [1_795_000_000_000_000]})) == 1
+    fields = [entry[1] for entry in client.xrange("typed")]
+    assert [f[b"clicks"] for f in fields] == [b"2", b"2"]
+    assert [f[b"score"] for f in fields] == [b"3.0", b"0.5"]
+    assert fields[1][b"ts"] == datetime.fromtimestamp(1_795_000_000, UTC).isoformat().encode()
+
+
+_TYPED_SOURCE = EventSource(
+    name="typed",
+    path="data/typed.parquet",
+    stream="typed",
+    event_time="ts",
+    schema={
+        "user_id": pl.String,
+        "clicks": pl.Int64,
+        "score": pl.Float64,
+        "active": pl.Boolean,
+        "ts": pl.Datetime("us", "UTC"),
+    },
+)
+
+
+def test_push_of_no_events_says_so(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> None:
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    for nothing in ([], pl.DataFrame(), pl.DataFrame({"card_id": [], "event_time": []})):
+        with pytest.raises(ExecutionError, match="no events to push"):
+            store.push("transactions", nothing)
+    with pytest.raises(DefinitionError, match="Unknown source 'nope'"):
+        store.push("nope", [])
 
 
 def test_killing_ingest_mid_stream_loses_and_double_counts_nothing(

@@ -203,6 +203,11 @@ def test_push_health_metrics_and_dead_letters(store: FeatureStore, client: TestC
     assert bad.status_code == 400 and "Unknown source 'nope'" in bad.json()["detail"]
     bad = client.post("/push", json={"push_source_name": "transactions", "df": {"event_time": ["yesterday"]}})
     assert bad.status_code == 400 and "'event_time' has values that are not" in bad.json()["detail"]
+    for empty in ({}, {"event_time": [], "card_id": []}):
+        bad = client.post("/push", json={"push_source_name": "transactions", "df": empty})
+        assert bad.status_code == 400 and bad.json()["detail"] == "no events to push."
+    bad = client.post("/push", json={"push_source_name": "nope", "df": {}})
+    assert bad.status_code == 400 and "Unknown source 'nope'" in bad.json()["detail"]
     assert store.redis.xlen("transactions") == 1
     health = client.get("/health")
     assert health.status_code == 200 and health.json()["status"] == "ok"
