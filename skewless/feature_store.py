@@ -180,7 +180,8 @@ class FeatureStore:
         ``incremental``, those ingested since the watermark (docs/semantics.md §9)."""
         now = datetime.now(UTC)
         start_us, end_us = _range_us(start, end, incremental)
-        plans = [self.plans[self.repo.view(v).name] for v in views] or list(self.plans.values())
+        named = dict.fromkeys(self.repo.view(v).name for v in views)  # each once, in order
+        plans = [self.plans[name] for name in named] or list(self.plans.values())
         watermarks = {plan.name: self._watermark(plan.name) if incremental else None for plan in plans}
         for plan in plans:  # every view's checks, before anything is written
             if start_us is not None:
