@@ -15,7 +15,7 @@ import typer
 from skewless._errors import ConfigError
 from skewless.cli._common import RepoOption, console, err_console, stop_requested, warn_if_evicting
 from skewless.feature_store import FeatureStore
-from skewless.service.serving_log import drain_serving_log
+from skewless.service.serving_log import LOG_DEAD, drain_serving_log
 from skewless.settings import Settings
 from skewless.stores.redis_outages import ride_out_outages
 
@@ -90,17 +90,26 @@ def log_worker(
 ) -> None:
     """Move the serving log from its Redis Stream into hourly parquet partitions (data/serving_log).
 
-    Entries are acknowledged only after their file is written: stopping or killing the worker loses nothing.
-    What was moved is then trimmed from the stream. When Redis goes away, it waits for it and goes on.
+    Entries are acknowledged only after their file is written: stopping or killing the worker
+    loses nothing. What was moved is then trimmed from the stream. An entry that cannot be moved
+    (its views changed definition, or it is malformed) is kept in `skewless:serving_log:dead`
+    with the reason, said here. When Redis goes away, it waits for it and goes on.
     """
     store = FeatureStore(settings=Settings.load(repo))
     warn_if_evicting(store.redis)
     consumer = f"{socket.gethostname()}-{os.getpid()}"
-    moved = 0
+    handled = kept = 0
+
+    def keep(entry_id: str, reason: str) -> None:
+        nonlocal kept
+        kept += 1
+        err_console.print(f"Kept logged request {entry_id} in {LOG_DEAD}: {reason}", highlight=False)
 
     def drain() -> None:
-        nonlocal moved
-        moved += drain_serving_log(store, consumer, claim_idle_ms=int(claim_after * 1000))
+        nonlocal handled
+        handled += drain_serving_log(
+            store, consumer, claim_idle_ms=int(claim_after * 1000), on_dead_letter=keep
+        )
 
     ride_out_outages(
         store.redis,
@@ -108,7 +117,11 @@ def log_worker(
         until=stop_requested(),
         on_outage=lambda line: err_console.print(line, highlight=False),
     )
-    console.print(f"Moved {moved:,} logged requests to {store.settings.repo / 'data' / 'serving_log'}.")
+    where = store.settings.repo / "data" / "serving_log"
+    console.print(
+        f"Moved {handled - kept:,} logged requests to {where}"
+        + (f"; kept {kept:,} in {LOG_DEAD}." if kept else ".")
+    )
 
 
 keys_app = typer.Typer(

@@ -237,6 +237,12 @@ class OnlineFeatures:
         sizes = {len(v) for v in body.entities.values()}
         if len(sizes) != 1 or not body.entities:
             return json_answer(400, "'entities' must map each join key to a list, all of the same length.")
+        rows = next(iter(sizes))
+        uneven = [name for name, values in (body.client_features or {}).items() if len(values) != rows]
+        if uneven:
+            return json_answer(
+                400, f"'client_features' '{uneven[0]}' must have one value per entity row ({rows})."
+            )
         at = datetime.now(UTC)
         read = self.store.prepare_online_read(
             features, body.entities, full_feature_names=body.full_feature_names, at=at
@@ -248,7 +254,7 @@ class OnlineFeatures:
             self._served[status].inc(count)
         payload = {
             "metadata": {"feature_names": [*body.entities, *result.names]},
-            "results": _columns(body.entities, sizes.pop(), result),
+            "results": _columns(body.entities, rows, result),
             "request_id": request_id,
         }
         return 200, orjson.dumps(payload)

@@ -15,6 +15,7 @@ was moved is kept whole in ``skewless:serving_log:dead`` with the reason.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +134,21 @@ def _rows(entry_id: str, header: dict[str, Any], result: OnlineResult) -> list[d
     ]
 
 
+def _entry_rows(
+    store: FeatureStore, entry_id: bytes, fields: dict[bytes, bytes]
+) -> list[dict[str, Any]] | str:
+    """A log entry's parquet rows, or why it cannot be moved. An entry this worker cannot read
+    (another writer's, a version's that logged differently) must not stop it: every entry
+    after it would wait behind it."""
+    try:
+        header = orjson.loads(fields[b"h"])
+        result = _decode(store, header, fields[b"r"])
+        return result if isinstance(result, str) else _rows(entry_id.decode(), header, result)
+    # What malformed input raises here (msgpack's and orjson's errors are ValueErrors).
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+        return f"malformed log entry: {type(exc).__name__}: {exc}"
+
+
 def drain_serving_log(
     store: FeatureStore,
     consumer: str,
@@ -140,11 +156,14 @@ def drain_serving_log(
     count: int = 1000,
     block_ms: int = 200,
     claim_idle_ms: int = 30_000,
+    on_dead_letter: Callable[[str, str], None] = lambda entry_id, reason: None,
 ) -> int:
-    """Move one batch of logged requests into hourly parquet files; returns entries moved.
+    """Move one batch of logged requests into hourly parquet files; returns the entries handled
+    (moved, or kept in ``LOG_DEAD``).
 
     Entries this consumer read before come first, then entries a dead worker left unacknowledged
-    for ``claim_idle_ms``, then new ones."""
+    for ``claim_idle_ms``, then new ones. An entry that cannot be moved is kept in ``LOG_DEAD``
+    with the reason, and ``on_dead_letter`` hears its id and the reason."""
     client = store.redis
     try:
         client.xgroup_create(LOG_STREAM, LOG_GROUP, id="0", mkstream=True)
@@ -163,12 +182,12 @@ def drain_serving_log(
         return 0
     rows: list[dict[str, Any]] = []
     for entry_id, fields in entries:
-        header = orjson.loads(fields[b"h"])
-        result = _decode(store, header, fields[b"r"])
-        if isinstance(result, str):  # kept whole, with the reason: nothing is dropped
-            client.xadd(LOG_DEAD, {**fields, b"reason": result.encode()})
+        moved = _entry_rows(store, entry_id, fields)
+        if isinstance(moved, str):  # kept whole, with the reason: nothing is dropped
+            client.xadd(LOG_DEAD, {**fields, b"reason": moved.encode()})
+            on_dead_letter(entry_id.decode(), moved)
             continue
-        rows.extend(_rows(entry_id.decode(), header, result))
+        rows.extend(moved)
     frame = pl.DataFrame(rows, schema=_SCHEMA)
     for (hour,), part in frame.group_by(
         pl.col("request_time").dt.truncate("1h").dt.strftime("%Y-%m-%dT%H"), maintain_order=True

@@ -370,6 +370,40 @@ def test_http_client_matches_the_in_process_sdk(store: FeatureStore) -> None:
         client.push("transactions", {"card_id": ["c1"]})
 
 
+def test_client_features_need_a_value_per_entity_row(store: FeatureStore, client: TestClient) -> None:
+    request = {"features": ["card_profile:country"], "entities": {"card_id": _cards(store)[:2]}}
+    response = client.post("/get-online-features", json={**request, "client_features": {"country": ["GB"]}})
+    assert response.status_code == 400
+    assert response.json()["detail"] == "'client_features' 'country' must have one value per entity row (2)."
+    assert store.redis.xlen(LOG_STREAM) == 0
+
+
+def test_a_log_entry_the_worker_cannot_read_is_kept_with_the_reason_and_the_rest_move(
+    store: FeatureStore, client: TestClient
+) -> None:
+    """An unreadable entry (another writer's, an older server's) once stopped the worker at every
+    start, and every entry after it waited."""
+    request = {"features": ["card_profile:country"], "entities": {"card_id": _cards(store)[:2]}}
+    assert client.post("/get-online-features", json=request).status_code == 200
+    ((_, served),) = store.redis.xrange(LOG_STREAM)
+    uneven = orjson.loads(served[b"h"]) | {"client_features": {"country": ["GB"]}}  # one value, two rows
+    store.redis.xadd(LOG_STREAM, {b"h": orjson.dumps(uneven), b"r": served[b"r"]})
+    store.redis.xadd(LOG_STREAM, {b"h": served[b"h"], b"r": b"\x93\x01"})  # replies cut short
+    store.redis.xadd(LOG_STREAM, {b"note": b"not a log entry"})
+    assert client.post("/get-online-features", json=request).status_code == 200
+    kept: list[str] = []
+    assert drain_serving_log(store, "test", on_dead_letter=lambda _, reason: kept.append(reason)) == 5
+    assert [reason.split(":")[:2] for reason in kept] == [
+        ["malformed log entry", " IndexError"],
+        ["malformed log entry", " ValueError"],  # msgpack's
+        ["malformed log entry", " KeyError"],
+    ]
+    assert [dead[b"reason"].decode() for _, dead in store.redis.xrange(LOG_DEAD)] == kept
+    logged = pl.read_parquet(store.settings.repo / "data" / "serving_log" / "**" / "*.parquet")
+    assert logged.height == 4  # both good requests' two rows
+    assert store.redis.xpending(LOG_STREAM, "log-worker")["pending"] == 0
+
+
 def test_a_logged_request_whose_definition_changed_is_kept_with_the_reason(
     store: FeatureStore, client: TestClient
 ) -> None:
