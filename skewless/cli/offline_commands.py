@@ -72,7 +72,11 @@ def backfill(
 
 def training_set(
     entities: Annotated[
-        Path, typer.Option(help="Entity rows: parquet or CSV with the join keys and a UTC timestamp column.")
+        Path,
+        typer.Option(
+            help="Entity rows: parquet, or CSV with the join keys and a timestamp column of ISO 8601 "
+            "times with a zone (2026-11-20T10:00:00Z)."
+        ),
     ],
     out: Annotated[Path, typer.Option(help="Output file, .parquet or .csv.")],
     features: Annotated[
@@ -108,7 +112,8 @@ def training_set(
     if bool(features) == bool(feature_service):
         raise ConfigError("give --features (one or more view:feature) or --feature-service NAME, not both.")
     store = FeatureStore(settings=Settings.load(repo))
-    frame = read_entities(entities)
+    join_keys = {entity.join_key: entity.dtype for entity in store.repo.entities.values()}
+    frame = read_entities(entities, join_keys, timestamp_column)
     refs = store.feature_refs(features or str(feature_service))
     with (
         interruptible("Interrupted: the training set was not recorded; run the command again."),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -13,6 +14,7 @@ from skewless.metadata import Database
 from skewless.metadata.models import TrainingDataset
 from skewless.repo.feature_refs import resolve_features
 from skewless.repo.loader import Repo
+from skewless.transforms.dtypes import TIMESTAMP
 
 __all__ = ["TrainingSet", "read_entities", "record_training_set", "write_frame"]
 
@@ -27,15 +29,42 @@ class TrainingSet:
     definition_versions: dict[str, str]
 
 
-def read_entities(path: Path) -> pl.DataFrame:
-    """Entity rows from a parquet or CSV file (CSV timestamps must carry a zone, e.g. ...Z)."""
+def read_entities(path: Path, join_keys: Mapping[str, pl.DataType], timestamp_column: str) -> pl.DataFrame:
+    """Entity rows from a parquet or CSV file. A CSV's ``join_keys`` columns are read as their
+    entities declare them (guessed, the id 00123 would become the number 123), and its timestamps
+    must be ISO 8601 with a zone: the message says which value is not, since a CSV's user cannot
+    cast a column."""
     if not path.is_file():
         raise ExecutionError(f"entity file {path} does not exist.")
     if path.suffix == ".parquet":
         return pl.read_parquet(path)
-    if path.suffix == ".csv":
-        return pl.read_csv(path, try_parse_dates=True)
-    raise ExecutionError(f"entity file {path}: use .parquet or .csv.")
+    if path.suffix != ".csv":
+        raise ExecutionError(f"entity file {path}: use .parquet or .csv.")
+    frame = pl.read_csv(path, try_parse_dates=True, schema_overrides=dict(join_keys))
+    times = frame.get_column(timestamp_column, default=None)
+    if (
+        times is None
+        or times.dtype == pl.Null
+        or (isinstance(times.dtype, pl.Datetime) and times.dtype.time_zone)
+    ):
+        return frame
+    texts = times.cast(pl.String)
+    unzoned = next((text for text in texts.drop_nulls() if not _zoned(text)), None)
+    if unzoned is not None:
+        raise ExecutionError(
+            f"entity file {path}: '{timestamp_column}' holds {unzoned!r}, not an ISO 8601 time with "
+            "a zone; write every time like 2026-11-20T10:00:00Z (skewless does not guess zones)."
+        )
+    # Zoned times in forms polars did not read as one column (2026-11-20 10:00Z beside …T…+01:00)
+    parsed = [None if text is None else datetime.fromisoformat(text) for text in texts]
+    return frame.with_columns(pl.Series(timestamp_column, parsed, dtype=TIMESTAMP))
+
+
+def _zoned(text: str) -> bool:
+    try:
+        return datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return False
 
 
 def write_frame(frame: pl.DataFrame, path: Path) -> None:

@@ -9,11 +9,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pytest
 from sqlalchemy import select
 
+from skewless._errors import ExecutionError
 from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.metadata import open_database
 from skewless.metadata.models import MaterializationRun, TrainingDataset
+from skewless.offline.training_set import read_entities
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 
@@ -91,14 +94,41 @@ def _small_training_set(
     return _run(repo, db, "training-set", "--entities", str(entities), "-f", feature, "--out", str(out))
 
 
-def test_naive_csv_timestamps_are_refused_in_one_line(
+def test_csv_timestamps_without_a_zone_are_refused_in_one_line_naming_one(
     example_repo: Path, sqlite_url: str, tmp_path: Path
 ) -> None:
     row, feature = "c000001,2026-10-30T12:00:00", "card_activity:count_24h"
     result = _small_training_set(example_repo, sqlite_url, tmp_path, row, feature, tmp_path / "o.csv")
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
-    assert "has no time zone; skewless does not guess one" in result.stderr
+    assert (
+        "'event_timestamp' holds '2026-10-30 12:00:00.000000', not an ISO 8601 time with a zone"
+        in result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "named"),
+    [
+        ("c1,2026-10-30T12:00:00Z\nc2,2026-10-31", "'2026-10-31'"),  # a date among times
+        ("c1,yesterday", "'yesterday'"),
+    ],
+)
+def test_a_csv_time_that_is_not_iso_with_a_zone_is_named(tmp_path: Path, rows: str, named: str) -> None:
+    entities = tmp_path / "e.csv"
+    entities.write_text(f"card_id,event_timestamp\n{rows}\n")
+    with pytest.raises(ExecutionError, match=f"'event_timestamp' holds {named}, not an ISO 8601 time"):
+        read_entities(entities, {"card_id": pl.String()}, "event_timestamp")
+
+
+def test_csv_join_keys_are_read_as_declared_and_zoned_times_in_any_iso_form(tmp_path: Path) -> None:
+    """Guessed, the card 000123 was the number 123 (refused: "cast the column", which a CSV's user
+    cannot do), and times in two ISO forms stayed text."""
+    entities = tmp_path / "e.csv"
+    entities.write_text("card_id,event_timestamp\n000123,2026-10-30 12:00:00Z\n7,2026-10-30T14:00:00+02:00\n")
+    frame = read_entities(entities, {"card_id": pl.String()}, "event_timestamp")
+    assert frame["card_id"].to_list() == ["000123", "7"]
+    assert frame["event_timestamp"].to_list() == [datetime(2026, 10, 30, 12, tzinfo=UTC)] * 2
 
 
 def test_backfill_writes_partitions_and_records_the_run(example_repo: Path, sqlite_url: str) -> None:
