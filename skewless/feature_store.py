@@ -17,7 +17,7 @@ import polars as pl
 import redis
 from sqlalchemy import delete
 
-from skewless._errors import ConfigError, DefinitionError
+from skewless._errors import ConfigError, DefinitionError, ExecutionError
 from skewless.metadata import Database, open_database
 from skewless.metadata.models import MaterializationRun, Watermark, utcnow
 from skewless.offline.backfill import BackfillResult, backfill_view
@@ -363,11 +363,17 @@ class FeatureStore:
         ``on_day(view, day, rows, days)`` is called after each daily partition is written.
         """
         _range_us(start, end, incremental=False)  # times with a zone, start not after end
-        chosen = [self.repo.view(v) for v in views] or list(self.repo.views.values())
+        named = {view.name: view for view in map(self.repo.view, views)}  # each once, in order
+        plain = [name for name, view in named.items() if not isinstance(view, FeatureView)]
+        if plain:  # read from its source by training sets and materialization alike
+            windowed = [name for name, view in self.repo.views.items() if isinstance(view, FeatureView)]
+            raise ExecutionError(
+                f"'{plain[0]}' is a plain view: its rows are its source's, with nothing to backfill; "
+                f"name feature views ({', '.join(windowed)})."
+            )
+        chosen = list(named.values()) or [v for v in self.repo.views.values() if isinstance(v, FeatureView)]
         results = []
         for view in chosen:
-            if not isinstance(view, FeatureView):
-                continue  # plain views are read from their source; nothing to backfill
             plan = self.plans[view.name]
             with self._recorded_run(plan, "offline", "full", start=start, end=end) as run:
                 result = backfill_view(

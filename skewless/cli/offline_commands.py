@@ -20,7 +20,10 @@ __all__ = ["backfill", "training_set"]
 
 def backfill(
     views: Annotated[
-        list[str] | None, typer.Argument(help="Views to backfill (default: every feature view).")
+        list[str] | None,
+        typer.Argument(
+            help="Feature views to backfill (default: all; a plain view has nothing to backfill)."
+        ),
     ] = None,
     start: Annotated[
         str | None, typer.Option(help="First day, ISO (UTC if no zone); default: the first event.")

@@ -171,6 +171,12 @@ def test_bad_date_is_one_line(example_repo: Path, sqlite_url: str) -> None:
     assert swapped.returncode == 1 and swapped.stderr.strip() == (
         "error: start 2026-11-20T00:00:00+00:00 is after end 2026-11-10T00:00:00+00:00; swap them."
     )
+    # A plain view named on its own printed nothing and exited 0.
+    plain = _run(example_repo, sqlite_url, "backfill", "card_profile")
+    assert plain.returncode == 1 and plain.stderr.strip() == (
+        "error: 'card_profile' is a plain view: its rows are its source's, with nothing to backfill; "
+        "name feature views (card_activity, merchant_activity)."
+    )
 
 
 def test_compact_merges_landed_files_and_names_unknown_sources(
