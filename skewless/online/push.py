@@ -17,6 +17,7 @@ import polars as pl
 import redis
 
 from skewless._errors import ExecutionError, StoreError
+from skewless.online.stream_entries import parse_time
 from skewless.transforms.dtypes import dtype_name
 from skewless.transforms.sources import EventSource
 
@@ -65,21 +66,23 @@ def _typed(column: str, series: pl.Series, dtype: pl.DataType) -> pl.Series:
         raise ExecutionError(
             f"events: column '{column}' takes whole numbers ({dtype}); some of its values are not."
         )
-    parsed = (
-        series.str.to_datetime(time_zone="UTC", strict=False)
-        if given == pl.String and kind == "Datetime"
-        else series
-    )
+    if given == pl.String and kind == "Datetime":
+        return pl.Series(column, [None if text is None else _time(column, text) for text in series], dtype)
     try:
-        typed = parsed.cast(dtype, strict=True)
+        return series.cast(dtype, strict=True)
     except pl.exceptions.InvalidOperationError as exc:
         raise wrong_type from exc
-    if typed.null_count() > series.null_count():
+
+
+def _time(column: str, text: str) -> datetime:
+    """A time given as text, read by the stream's rule (a time without a zone is not guessed)."""
+    try:
+        return parse_time(text)
+    except ValueError as exc:
         raise ExecutionError(
-            f"events: column '{column}' has values that are not {dtype}"
-            + (" (send ISO times in UTC, e.g. 2026-11-01T12:00:00Z)." if parsed is not series else ".")
-        )
-    return typed
+            f"events: column '{column}' holds {text!r}, not a time with a zone; "
+            "send ISO times in UTC, e.g. 2026-11-01T12:00:00Z."
+        ) from exc
 
 
 def _as_frame(events: Any) -> pl.DataFrame:

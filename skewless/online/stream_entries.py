@@ -31,7 +31,7 @@ from skewless.online.dead_letters import Rejected
 from skewless.transforms.dtypes import dtype_name
 from skewless.transforms.sources import EventSource
 
-__all__ = ["CLOCK_SLACK_US", "Entry", "parse_entries"]
+__all__ = ["CLOCK_SLACK_US", "Entry", "parse_entries", "parse_time"]
 
 #: A stream entry: its id and its fields, flat (name, value, name, value, ...), as Redis sends it.
 Entry = tuple[bytes, Sequence[bytes]]
@@ -146,7 +146,8 @@ def _typed(text: pl.Series | None, dtype: pl.DataType, height: int) -> pl.Series
     return micros.fill_null(iso).cast(dtype)
 
 
-def _parse_time(text: str) -> datetime:
+def parse_time(text: str) -> datetime:
+    """A time as a stream entry gives it: ISO 8601 with a zone, or integer microseconds."""
     if text.lstrip("-").isdigit():
         return datetime.fromtimestamp(int(text) / 1_000_000, UTC)
     moment = datetime.fromisoformat(text)
@@ -184,7 +185,7 @@ def _parser(dtype: pl.DataType) -> Callable[[str], Any]:
         "Float32": float,
         "Float64": float,
         "Boolean": _parse_bool,
-        "Datetime": _parse_time,
+        "Datetime": parse_time,
     }
     return parsers.get(dtype_name(dtype), str)
 

@@ -202,7 +202,7 @@ def test_push_health_metrics_and_dead_letters(store: FeatureStore, client: TestC
     bad = client.post("/push", json={"push_source_name": "nope", "df": {"a": [1]}})
     assert bad.status_code == 400 and "Unknown source 'nope'" in bad.json()["detail"]
     bad = client.post("/push", json={"push_source_name": "transactions", "df": {"event_time": ["yesterday"]}})
-    assert bad.status_code == 400 and "'event_time' has values that are not" in bad.json()["detail"]
+    assert bad.status_code == 400 and "'event_time' holds 'yesterday', not a time" in bad.json()["detail"]
     for empty in ({}, {"event_time": [], "card_id": []}):
         bad = client.post("/push", json={"push_source_name": "transactions", "df": empty})
         assert bad.status_code == 400 and bad.json()["detail"] == "no events to push."
