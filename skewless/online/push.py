@@ -21,7 +21,7 @@ from skewless.online.stream_entries import parse_time
 from skewless.transforms.dtypes import dtype_name
 from skewless.transforms.sources import EventSource
 
-__all__ = ["push_events"]
+__all__ = ["events_frame", "push_events"]
 
 
 def _check(source: EventSource, frame: pl.DataFrame) -> pl.DataFrame:
@@ -85,7 +85,7 @@ def _time(column: str, text: str) -> datetime:
         ) from exc
 
 
-def _as_frame(events: Any) -> pl.DataFrame:
+def events_frame(events: Any) -> pl.DataFrame:
     """The events as a polars frame: given as one, as a pandas one (what Feast's ``push`` takes),
     or as a list of dicts, one per event."""
     if isinstance(events, pl.DataFrame):
@@ -114,7 +114,7 @@ def push_events(client: redis.Redis, source: EventSource, events: pl.DataFrame |
     """Append ``events`` to ``source``'s stream; returns how many. Nothing is sent if any is invalid."""
     if source.stream is None:
         raise ExecutionError(f"source '{source.name}' has no stream=; declare one to push events to it.")
-    frame = _as_frame(events)
+    frame = events_frame(events)
     if frame.is_empty():
         raise ExecutionError("no events to push.")
     frame = _check(source, frame)

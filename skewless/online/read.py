@@ -21,7 +21,7 @@ from skewless.stores.online_read import ViewRead, feature_view_read, run_command
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.dtypes import dtype_name
 
-__all__ = ["OnlineRead", "OnlineResult", "prepare_read", "read_online"]
+__all__ = ["OnlineRead", "OnlineResult", "entity_row_count", "prepare_read", "read_online"]
 
 _PYTHON_TYPES = {"String": (str,), "Int64": (int,), "Int32": (int,)}
 
@@ -37,7 +37,7 @@ class OnlineResult:
     versions: dict[str, str]
 
 
-def _row_count(entity_rows: Mapping[str, Sequence[Any]]) -> int:
+def entity_row_count(entity_rows: Mapping[str, Sequence[Any]]) -> int:
     """How many entity rows there are; each column must be a list (a string is not: it would
     read as one row per character)."""
     for key, values in entity_rows.items():
@@ -121,7 +121,7 @@ def prepare_read(
     """The read of ``features`` ("view:feature") for each entity row as of ``at_us``; ``plans``
     are the compiled views (compiled once, not per request). Bad input raises ExecutionError."""
     grouped = resolve_features(repo, features)
-    count = _row_count(entity_rows)
+    count = entity_row_count(entity_rows)
     reads = []
     for view_name in grouped:
         plan = plans[view_name]

@@ -368,6 +368,40 @@ def test_http_client_matches_the_in_process_sdk(store: FeatureStore) -> None:
     )
     with pytest.raises(ClientError, match="403: this API key lacks the 'write' scope"):
         client.push("transactions", {"card_id": ["c1"]})
+    # A string is not a column: it was sent as one entity row per character.
+    with pytest.raises(ExecutionError, match="'card_id' must be a list with a value per entity row"):
+        client.get_online_features(features, {"card_id": "c000001"})
+
+
+def test_http_client_pushes_what_the_sdk_pushes(store: FeatureStore) -> None:
+    """``Client.push`` took only columns, and failed on a datetime (not JSON) or a list of dicts."""
+    from skewless.client import Client
+    from skewless.service.auth import ApiKeys
+
+    client = Client(
+        api_key=ApiKeys(store.database).create("push", ["write"]), http=TestClient(create_app(store))
+    )
+    now = datetime.now(UTC)
+    event = {"event_id": "h1", "card_id": "c1", "amount": 2.5, "currency": "USD", "event_time": now}
+    assert client.push("transactions", [event]) == 1
+    assert client.push("transactions", pl.DataFrame([{**event, "event_id": "h2"}])) == 1
+    assert client.push("transactions", {k: [v] for k, v in {**event, "event_id": "h3"}.items()}) == 1
+    sent = [fields for _, fields in store.redis.xrange("transactions")]
+    assert [f[b"event_id"] for f in sent] == [b"h1", b"h2", b"h3"]
+    assert {f[b"event_time"] for f in sent} == {now.isoformat().encode()}
+    with pytest.raises(ExecutionError, match="cannot send"):
+        client.push("transactions", {"event_id": [object()]})
+
+
+def test_http_client_says_when_the_server_cannot_be_reached() -> None:
+    from skewless.client import Client, ClientError
+
+    client = Client(f"http://127.0.0.1:{_free_port()}", api_key="k")
+    with pytest.raises(
+        ClientError, match="cannot reach http://127.0.0.1:.*is `skewless serve` running there"
+    ) as caught:
+        client.get_online_features(["card_activity:count_1h"], {"card_id": ["c1"]})
+    assert caught.value.status is None
 
 
 def test_client_features_need_a_value_per_entity_row(store: FeatureStore, client: TestClient) -> None:
