@@ -6,6 +6,7 @@ Catch at the level you care about::
     ├── ConfigError               settings, environment, repo layout
     ├── DefinitionError           a feature repo declaration is wrong (found at definition or plan time)
     ├── ExecutionError            an executor could not compute a plan
+    │   └── TransformError        a view's row-level transform failed on the events given
     ├── StoreError                Redis, DuckDB or a file store failed or is unreachable
     ├── MetadataError             the metadata database failed or is at the wrong revision
     └── MonitorError              a skew monitor could not run
@@ -24,6 +25,7 @@ __all__ = [
     "MonitorError",
     "SkewlessError",
     "StoreError",
+    "TransformError",
 ]
 
 
@@ -41,6 +43,11 @@ class DefinitionError(SkewlessError):
 
 class ExecutionError(SkewlessError):
     """An executor could not compute a plan over the data it was given."""
+
+
+class TransformError(ExecutionError):
+    """A view's row-level transform raised, or broke its contract (rows, declared outputs), on
+    the events it was given: the repo's code, not skewless, needs the fix."""
 
 
 class StoreError(SkewlessError):

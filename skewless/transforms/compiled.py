@@ -14,7 +14,7 @@ from datetime import timedelta
 import polars as pl
 
 from skewless.transforms.aggregations import AGGREGATORS, Aggregator
-from skewless.transforms.row_transform import RowTransform
+from skewless.transforms.row_transform import RowTransform, apply_transform
 from skewless.transforms.sources import EventSource
 from skewless.transforms.views import FeatureView, View
 
@@ -73,10 +73,11 @@ class ViewPlan:
 
     def transformed(self, events: pl.DataFrame) -> pl.DataFrame:
         """Counted events as the aggregations read them, in both executors: the row-level
-        transform applied, then every float input that is NaN or infinite made null (semantics
+        transform applied (a ``TransformError`` if it fails or breaks its contract), then every float input that is NaN or infinite made null (semantics
         §5: Redis cannot add such values, and one would spoil a window's sum until it passed)."""
         if self.transform is not None:
-            events = self.transform(events)
+            what = f"transform '{self.transform.__name__}' of view '{self.name}'"
+            events = apply_transform(self.transform, events, what=what)
         floats = {
             a.column for a in self.aggregations if a.column and a.input_dtype and a.input_dtype.is_float()
         }

@@ -66,7 +66,7 @@ def _prepare_view(
     plan: ViewPlan, events: pl.DataFrame, low_us: int | None
 ) -> tuple[_PreparedView, pl.DataFrame]:
     """One view's writes of ``events``, and the events it refuses (with ``__reason``)."""
-    tagged, refused = counted_events(plan, events)
+    tagged, refused = counted_events(plan, events, refuse_failing=True)
     duplicates = events.height - refused.height - tagged.height
     if plan.kind == "plain_view":
         return _PreparedView(plan, plain_rows(plan, tagged, compare=True), None, duplicates), refused

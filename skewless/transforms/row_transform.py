@@ -12,11 +12,11 @@ from typing import Any
 
 import polars as pl
 
-from skewless._errors import DefinitionError
+from skewless._errors import DefinitionError, TransformError
 from skewless.transforms._checks import check_name
 from skewless.transforms.dtypes import validate_dtype
 
-__all__ = ["RowTransform", "row_transform", "transform_outputs", "transform_source"]
+__all__ = ["RowTransform", "apply_transform", "row_transform", "transform_outputs", "transform_source"]
 
 RowTransform = Callable[[pl.DataFrame], pl.DataFrame]
 _OUTPUTS_ATTR = "__skewless_outputs__"
@@ -72,6 +72,33 @@ def transform_outputs(fn: RowTransform) -> dict[str, pl.DataType]:
             "@row_transform(outputs={'column': pl.Type, ...})."
         )
     return dict(outputs)
+
+
+def apply_transform(fn: RowTransform, events: pl.DataFrame, *, what: str) -> pl.DataFrame:
+    """``fn(events)``, held to its contract: the same rows back, with every declared output of
+    its declared type. Anything else — the function raising included — is a ``TransformError``
+    that starts with ``what`` and says it in one line."""
+    try:
+        out = fn(events)
+    except Exception as exc:  # the repo's code: whatever it raises is its failure
+        lines = str(exc).strip().splitlines()  # polars adds the failing expression below
+        raise TransformError(f"{what} failed: {lines[0] if lines else type(exc).__name__}") from exc
+    if not isinstance(out, pl.DataFrame):
+        raise TransformError(f"{what} must return a pl.DataFrame, not {type(out).__name__}.")
+    if out.height != events.height:
+        raise TransformError(
+            f"{what} returned {out.height} rows for {events.height}; a row-level transform "
+            "keeps every row (filter in a later step, not here)."
+        )
+    for column, dtype in transform_outputs(fn).items():
+        if column not in out.columns:
+            raise TransformError(f"{what} did not return declared output column '{column}'.")
+        if out.schema[column] != dtype:
+            raise TransformError(
+                f"{what} returned '{column}' as {out.schema[column]} but declared {dtype}; "
+                "cast it or fix outputs=."
+            )
+    return out
 
 
 def transform_source(fn: RowTransform) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from skewless._errors import TransformError
 from skewless.stores.redis_layout import entity_tag_expr, set_key_template, tile_key_template
 from skewless.transforms.aggregations.sum import HIGH
 from skewless.transforms.compiled import ViewPlan
@@ -154,18 +155,47 @@ def _increment(merged: pl.LazyFrame, by: list[str], column: str, field: str) -> 
     )
 
 
-def counted_events(plan: ViewPlan, events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def counted_events(
+    plan: ViewPlan, events: pl.DataFrame, *, refuse_failing: bool = False
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The events of ``events`` that count for ``plan`` (semantics §3), first copies only,
-    transformed and tagged with their entity (``__tag``); and the rejected ones, with ``__reason``."""
+    transformed and tagged with their entity (``__tag``); and the rejected ones, with ``__reason``.
+
+    With ``refuse_failing`` (a live batch), an event the view's transform fails on is rejected
+    with the error and the others go on; without it (history), the failure is the caller's, as
+    it is the batch executor's over the same events."""
     frame = reject_reasons(plan, events)
     counted = (
         frame.filter(pl.col("__reason").is_null())
         .drop("__reason")
         .unique(["__id", "__event_us", *plan.join_keys], keep="first", maintain_order=True)
     )
-    return plan.transformed(counted).with_columns(
-        __tag=entity_tag_expr(plan.name, plan.join_keys)
-    ), frame.filter(pl.col("__reason").is_not_null())
+    rejected = frame.filter(pl.col("__reason").is_not_null())
+    if refuse_failing:
+        transformed, failed = _transformed_apart(plan, counted)
+        if failed:
+            rejected = pl.concat([rejected, *failed], how="diagonal_relaxed")
+    else:
+        transformed = plan.transformed(counted)
+    return transformed.with_columns(__tag=entity_tag_expr(plan.name, plan.join_keys)), rejected
+
+
+def _transformed_apart(plan: ViewPlan, events: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """``events`` transformed; where the transform fails, halved until each event it fails on
+    is alone and refused with the error (``__reason``). A row-level transform gives a row the
+    same output alone as in any batch, so the others' values do not change."""
+    try:
+        return plan.transformed(events), []
+    except TransformError as exc:
+        if events.height <= 1:
+            return plan.transformed(events.clear()), [events.with_columns(__reason=pl.lit(str(exc)))]
+        halves = [
+            _transformed_apart(plan, half)
+            for half in (events.head(events.height // 2), events.slice(events.height // 2))
+        ]
+        return pl.concat([done for done, _ in halves], how="vertical_relaxed"), [
+            f for _, failed in halves for f in failed
+        ]
 
 
 def merged_updates(plan: ViewPlan, frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:

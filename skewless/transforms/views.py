@@ -15,13 +15,18 @@ from typing import Any
 
 import polars as pl
 
-from skewless._errors import DefinitionError
+from skewless._errors import DefinitionError, TransformError
 from skewless.transforms._checks import check_name
 from skewless.transforms.aggregation import Aggregation
 from skewless.transforms.dtypes import dtype_name
 from skewless.transforms.durations import format_duration, parse_duration
 from skewless.transforms.entity import Entity
-from skewless.transforms.row_transform import RowTransform, transform_outputs, transform_source
+from skewless.transforms.row_transform import (
+    RowTransform,
+    apply_transform,
+    transform_outputs,
+    transform_source,
+)
 from skewless.transforms.sources import EventSource
 from skewless.transforms.versioning import content_version
 
@@ -196,25 +201,9 @@ def check_transform_output(view: FeatureView, events: pl.DataFrame) -> pl.DataFr
     assert view.transform is not None
     what = f"view '{view.name}': transform '{view.transform.__name__}'"
     try:
-        out = view.transform(events)
-    except Exception as exc:  # the user's code: report it as a definition problem
-        raise DefinitionError(f"{what} failed on the source schema: {exc}") from exc
-    if not isinstance(out, pl.DataFrame):
-        raise DefinitionError(f"{what} must return a pl.DataFrame, not {type(out).__name__}.")
-    if out.height != events.height:
-        raise DefinitionError(
-            f"{what} returned {out.height} rows for {events.height}; a row-level transform "
-            "keeps every row (filter in a later step, not here)."
-        )
-    for column, dtype in transform_outputs(view.transform).items():
-        if column not in out.columns:
-            raise DefinitionError(f"{what} did not return declared output column '{column}'.")
-        if out.schema[column] != dtype:
-            raise DefinitionError(
-                f"{what} returned '{column}' as {out.schema[column]} but declared {dtype}; "
-                "cast it or fix outputs=."
-            )
-    return out
+        return apply_transform(view.transform, events, what=what)
+    except TransformError as exc:  # found while checking the definition
+        raise DefinitionError(str(exc)) from exc
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from skewless import DefinitionError, ExecutionError
+from skewless._errors import TransformError
 from skewless.feature_store import FeatureStore
 from skewless.online.dead_letters import dead_letter_stream
 from skewless.online.ingest import GROUP
@@ -119,6 +120,42 @@ def test_pushed_events_reach_online_and_offline_and_bad_ones_are_dead_lettered(
     landed = pl.read_parquet(example_repo / "data" / "stream" / "transactions" / "*.parquet")
     assert landed.height == 331  # every parsed event, duplicates and too-late included: history keeps all
     assert ingestor.lag() == {"transactions": 0}
+    _assert_online_equals_offline(store)
+
+
+def test_an_event_the_transform_fails_on_is_dead_lettered_and_the_rest_are_applied(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    """A transform that raised on one event stopped ``ingest`` with "internal error" at every
+    start, its whole batch left pending; offline, the same event fails a training set in one line."""
+    fraud = example_repo / "fraud.py"
+    fraud.write_text(
+        fraud.read_text()
+        .replace('"is_night": pl.Boolean}', '"is_night": pl.Boolean, "cents": pl.Int32}')
+        .replace(
+            "        is_night=",
+            '        cents=(pl.col("amount") * 100).cast(pl.Int32, strict=True),\n        is_night=',
+        )
+    )
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    events = _events(40).unique("event_id", keep="first", maintain_order=True)
+    huge = events.slice(7, 2).with_columns(event_id=pl.lit("huge"), amount=pl.lit(1e12))  # no Int32 cents
+    store.push("transactions", pl.concat([events.head(20), huge.head(1), events.slice(20), huge.tail(1)]))
+    ingestor = store.ingestor(batch_size=64)
+    while ingestor.step():
+        pass
+    assert (ingestor.stats.applied, ingestor.stats.dead_lettered) == (40, 2)
+    for _, letter in store.redis.xrange(dead_letter_stream("transactions")):
+        assert letter[b"event_id"] == b"huge" and letter[b"__reason"].decode().startswith(
+            "transform 'enrich' of view 'card_activity' failed: conversion from `f64` to `i32` failed"
+        )
+    assert store.redis.xpending("transactions", GROUP)["pending"] == 0
+    with pytest.raises(
+        TransformError, match="^transform 'enrich' of view 'card_activity' failed: conversion"
+    ):
+        _assert_online_equals_offline(store)  # the landed history holds the event
+    for landed in (example_repo / "data" / "stream" / "transactions").glob("*.parquet"):  # without it
+        pl.read_parquet(landed).filter(pl.col("event_id") != "huge").write_parquet(landed)
     _assert_online_equals_offline(store)
 
 
