@@ -24,7 +24,7 @@ from skewless.offline.backfill import BackfillResult, backfill_view
 from skewless.offline.entity_rows import as_polars
 from skewless.offline.historical import get_historical_features
 from skewless.offline.landed import CompactionResult, compact_landed
-from skewless.offline.training_set import TrainingSet, record_training_set, write_frame
+from skewless.offline.training_set import TrainingSet, check_output, record_training_set, write_frame
 from skewless.online.dead_letters import DeadLetters, read_dead_letters
 from skewless.online.ingest import StreamIngestor
 from skewless.online.materialize import MaterializeResult, check_alone, check_start, materialize_view
@@ -330,6 +330,9 @@ class FeatureStore:
         as_available: bool = False,
     ) -> TrainingSet:
         """Build a training set, write it to ``out`` (.parquet or .csv) and record it."""
+        path = Path(out)
+        name = name or path.stem
+        check_output(path, name)
         frame = self.get_historical_features(
             entity_df,
             features,
@@ -337,14 +340,13 @@ class FeatureStore:
             full_feature_names=full_feature_names,
             as_available=as_available,
         )
-        path = Path(out)
         write_frame(frame, path)
         return record_training_set(
             self.database,
             self.repo,
             frame,
             self.feature_refs(features),
-            name=name or path.stem,
+            name=name,
             path=path,
             timestamp_column=timestamp_column,
             as_available=as_available,

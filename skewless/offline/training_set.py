@@ -16,7 +16,7 @@ from skewless.repo.feature_refs import resolve_features
 from skewless.repo.loader import Repo
 from skewless.transforms.dtypes import TIMESTAMP
 
-__all__ = ["TrainingSet", "read_entities", "record_training_set", "write_frame"]
+__all__ = ["TrainingSet", "check_output", "read_entities", "record_training_set", "write_frame"]
 
 
 @dataclass(frozen=True)
@@ -67,15 +67,23 @@ def _zoned(text: str) -> bool:
         return False
 
 
+def check_output(path: Path, name: str) -> None:
+    """Refuse, before any work, an output the training set could not be written to or recorded as."""
+    if path.suffix not in (".parquet", ".csv"):
+        raise ExecutionError(f"output {path}: use .parquet or .csv.")
+    if not 0 < len(name) <= 200:  # the metadata DB's column
+        raise ExecutionError(
+            f"training set name '{name[:20]}…' has {len(name)} characters; give a name of 1-200."
+        )
+
+
 def write_frame(frame: pl.DataFrame, path: Path) -> None:
-    """Write parquet or CSV by the file's suffix."""
+    """Write parquet or CSV by the file's suffix (``check_output`` allowed it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         frame.write_parquet(path)
-    elif path.suffix == ".csv":
-        frame.write_csv(path)
     else:
-        raise ExecutionError(f"output {path}: use .parquet or .csv.")
+        frame.write_csv(path)
 
 
 def record_training_set(

@@ -63,6 +63,10 @@ class ApiKeys:
 
     def create(self, name: str, scopes: list[str]) -> str:
         """A new key with ``scopes``; the plaintext is returned once and never stored."""
+        if not name.strip() or len(name) > 200 or "\n" in name:
+            raise ConfigError(
+                "a key's name says what it is for, in one line of 1-200 characters, e.g. checkout-service."
+            )
         unknown = sorted(set(scopes) - set(SCOPES))
         if unknown or not scopes:
             raise ConfigError(

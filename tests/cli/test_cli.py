@@ -155,6 +155,9 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     assert again.returncode == 1 and f"no active key with prefix '{prefix}'" in again.stderr
     bad = _run("keys", "create", "x", "--scope", "root", "--repo", str(tmp_path), cwd=tmp_path, env=env)
     assert bad.returncode == 1 and "scopes must be some of read, write, admin; got root." in bad.stderr
+    for name in ("", "k" * 201):  # 201 characters failed in PostgreSQL with "value too long"
+        unnamed = _run("keys", "create", name, "--repo", str(tmp_path), cwd=tmp_path, env=env)
+        assert unnamed.returncode == 1 and "a key's name says what it is for" in unnamed.stderr
 
 
 def test_demo_runs_end_to_end_and_shows_statuses(

@@ -14,9 +14,11 @@ from sqlalchemy import select
 
 from skewless._errors import ExecutionError
 from skewless.examples.fraud_data import FraudDataSpec, write_example_data
+from skewless.feature_store import FeatureStore
 from skewless.metadata import open_database
 from skewless.metadata.models import MaterializationRun, TrainingDataset
 from skewless.offline.training_set import read_entities
+from skewless.settings import Settings
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 
@@ -129,6 +131,19 @@ def test_csv_join_keys_are_read_as_declared_and_zoned_times_in_any_iso_form(tmp_
     frame = read_entities(entities, {"card_id": pl.String()}, "event_timestamp")
     assert frame["card_id"].to_list() == ["000123", "7"]
     assert frame["event_timestamp"].to_list() == [datetime(2026, 10, 30, 12, tzinfo=UTC)] * 2
+
+
+def test_a_training_set_it_could_not_write_or_record_is_refused_before_the_work(
+    example_repo: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    """An output of another kind was refused after the features were computed; a name too long
+    for the metadata DB failed in PostgreSQL once the file was written."""
+    store = FeatureStore(settings=Settings.load(example_repo, env={"SKEWLESS_DATABASE_URL": sqlite_url}))
+    with pytest.raises(ExecutionError, match=r"output .*t\.json: use \.parquet or \.csv"):
+        store.create_training_set(None, ["card_activity:count_1h"], tmp_path / "t.json")
+    with pytest.raises(ExecutionError, match="training set name 'nnnnnnnnnnnnnnnnnnnn…' has 201 characters"):
+        store.create_training_set(None, ["card_activity:count_1h"], tmp_path / "t.csv", name="n" * 201)
+    assert not list(tmp_path.glob("t.*"))
 
 
 def test_backfill_writes_partitions_and_records_the_run(example_repo: Path, sqlite_url: str) -> None:

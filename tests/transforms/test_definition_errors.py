@@ -119,6 +119,10 @@ CASES = {
         lambda: view(name="Card Spend"),
         "view name 'Card Spend' is not valid; use lowercase letters, digits and '_', starting with a letter.",
     ),
+    "view name too long for the metadata DB": (
+        lambda: view(name="v" * 101),
+        "view name 'vvvvvvvvvvvvvvvvvvvv…' has 101 characters; use at most 100.",
+    ),
     "undecorated transform": (
         lambda: view(transform=lambda events: events),
         "transform '<lambda>' is not declared; decorate it with @row_transform(outputs={'column': pl.Type, ...}).",
