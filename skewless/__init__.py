@@ -13,6 +13,7 @@ from skewless._errors import (
     MonitorError,
     SkewlessError,
     StoreError,
+    TransformError,
 )
 from skewless._version import __version__
 from skewless.repo.feast_export import expose_to_feast
@@ -40,6 +41,7 @@ __all__ = [
     "PlainView",
     "SkewlessError",
     "StoreError",
+    "TransformError",
     "__version__",
     "expose_to_feast",
     "row_transform",

@@ -19,6 +19,7 @@ def test_every_error_is_a_skewless_error() -> None:
         "MetadataError",
         "MonitorError",
         "StoreError",
+        "TransformError",
     ):
         assert issubclass(getattr(skewless, name), skewless.SkewlessError)
 

@@ -18,8 +18,7 @@ import polars as pl
 import pytest
 import redis
 
-from skewless import DefinitionError, ExecutionError
-from skewless._errors import TransformError
+from skewless import DefinitionError, ExecutionError, TransformError
 from skewless.feature_store import FeatureStore
 from skewless.online.dead_letters import dead_letter_stream
 from skewless.online.ingest import GROUP
