@@ -50,6 +50,17 @@ def _to_us(moment: datetime) -> int:
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
+def _zoned(name: str, moment: object) -> datetime:
+    """``moment`` when it is a datetime with a time zone (a naive one is not guessed)."""
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        shown = moment.isoformat() if isinstance(moment, datetime) else repr(moment)
+        raise ConfigError(
+            f"{name} {shown} is not a datetime with a time zone; pass a UTC time, "
+            "e.g. datetime(2026, 11, 1, tzinfo=UTC)."
+        )
+    return moment
+
+
 def _range_us(
     start: datetime | None, end: datetime | None, incremental: bool
 ) -> tuple[int | None, int | None]:
@@ -59,10 +70,8 @@ def _range_us(
             "an incremental run resumes from the watermark, so it takes no start or end: give one or the other."
         )
     for name, moment in (("start", start), ("end", end)):
-        if moment is not None and moment.tzinfo is None:
-            raise ConfigError(
-                f"{name} {moment.isoformat()} has no time zone; pass a UTC time, e.g. with tzinfo=UTC."
-            )
+        if moment is not None:
+            _zoned(name, moment)
     if start is not None and end is not None and start > end:
         raise ConfigError(f"start {start.isoformat()} is after end {end.isoformat()}; swap them.")
     return (None if start is None else _to_us(start)), (None if end is None else _to_us(end))
@@ -162,7 +171,7 @@ class FeatureStore:
             self._project,
             self.feature_refs(features),
             entity_rows,
-            at_us=_to_us(at or datetime.now(UTC)),
+            at_us=_to_us(datetime.now(UTC) if at is None else _zoned("at", at)),
             full_feature_names=full_feature_names,
         )
 

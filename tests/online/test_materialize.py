@@ -213,7 +213,8 @@ def test_a_range_that_would_cut_windows_short_is_refused_before_anything_is_writ
     ("options", "message"),
     [
         ({"incremental": True, "end": datetime(2026, 1, 1, tzinfo=UTC)}, "takes no start or end"),
-        ({"start": datetime(2026, 1, 1)}, "has no time zone"),
+        ({"start": datetime(2026, 1, 1)}, "start 2026-01-01T00:00:00 is not a datetime with a time zone"),
+        ({"end": "2026-01-01"}, "end '2026-01-01' is not a datetime with a time zone"),  # was AttributeError
         ({"start": datetime(2026, 2, 1, tzinfo=UTC), "end": datetime(2026, 1, 1, tzinfo=UTC)}, "swap them"),
     ],
 )
@@ -222,6 +223,13 @@ def test_a_bad_range_is_refused_with_the_fix(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         store.materialize(["card_profile"], **options)
+
+
+def test_an_online_read_as_of_a_time_without_a_zone_is_refused(store: FeatureStore) -> None:
+    """``at`` failed with Python's TypeError (naive and aware times cannot be subtracted)."""
+    for at in (datetime(2026, 1, 1), "2026-01-01"):
+        with pytest.raises(ConfigError, match="^at .* is not a datetime with a time zone; pass a UTC time"):
+            store.get_online_features(["card_profile:country"], {"card_id": ["c000001"]}, at=at)  # type: ignore[arg-type]
 
 
 def test_a_full_run_does_not_clear_a_windowed_view_while_ingest_writes_it(store: FeatureStore) -> None:
