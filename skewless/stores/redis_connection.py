@@ -26,6 +26,7 @@ __all__ = [
     "feast_connection_string",
     "local_redis_url",
     "resolve_redis_url",
+    "shown_url",
     "stop_local_redis",
 ]
 
@@ -122,15 +123,39 @@ READ_TIMEOUT_S = 30.0
 
 
 def connect_redis(url: str) -> redis.Redis:
-    """A client for the online store at ``url``; a clear error if it cannot be reached."""
-    client = redis.Redis.from_url(
+    """A client for the online store at ``url``; a clear error if it cannot be reached.
+
+    The first ping has a short read timeout of its own: a server that accepts the connection
+    and never answers (``rediss://`` to a plain Redis, a wrong port) is said in seconds, not
+    after ``READ_TIMEOUT_S``."""
+    shown = shown_url(url)
+    try:
+        probe = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    except ValueError as exc:  # Feast's host:port form, a port that is not a number
+        raise StoreError(
+            f"REDIS_URL {shown!r} is not a Redis URL ({exc}); write it like redis://localhost:6379/0."
+        ) from exc
+    try:
+        probe.ping()
+    except redis.RedisError as exc:
+        raise StoreError(f"Redis at {shown} is not reachable ({exc}); start it or fix REDIS_URL.") from exc
+    finally:
+        probe.close()
+    return redis.Redis.from_url(
         url, socket_connect_timeout=2, socket_timeout=READ_TIMEOUT_S, health_check_interval=30
     )
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise StoreError(f"Redis at {url} is not reachable ({exc}); start it or fix REDIS_URL.") from exc
-    return client
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password hidden, for messages and logs.
+
+    >>> shown_url("redis://:s3cret@cache:6380/2")
+    'redis://:***@cache:6380/2'
+    """
+    parsed = urlparse(url)
+    if not parsed.password:
+        return url
+    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)).geturl()
 
 
 def feast_connection_string(url: str) -> str:

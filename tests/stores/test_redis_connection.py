@@ -59,3 +59,40 @@ def test_unreachable_redis_is_one_clear_line() -> None:
         StoreError, match=r"^Redis at redis://127.0.0.1:1/0 is not reachable .*; start it or fix REDIS_URL.$"
     ):
         connect_redis("redis://127.0.0.1:1/0")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("localhost:6379", "'localhost:6379'"),  # Feast's connection_string form
+        ("redis://127.0.0.1:abc/0", "'redis://127.0.0.1:abc/0'"),
+    ],
+)
+def test_a_redis_url_that_is_not_one_says_how_to_write_it(url: str, shown: str) -> None:
+    """Both were an "internal error … please report it"."""
+    with pytest.raises(
+        StoreError, match=f"^REDIS_URL {shown} is not a Redis URL .*like redis://localhost:6379/0.$"
+    ):
+        connect_redis(url)
+
+
+def test_a_password_in_redis_url_is_not_shown(redis_url: str) -> None:
+    with_password = redis_url.replace("redis://", "redis://:s3cret@", 1)
+    with pytest.raises(StoreError) as refused:  # this Redis has no password: AUTH fails
+        connect_redis(with_password)
+    assert "s3cret" not in str(refused.value) and ":***@" in str(refused.value)
+
+
+def test_a_server_that_never_answers_is_said_in_seconds() -> None:
+    """A listener that accepts and never replies (``rediss://`` to a plain Redis does the same)
+    was waited for 30 s, the read timeout of long-running loops."""
+    import socket
+    import time
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="is not reachable .*Timeout"):
+            connect_redis(f"redis://127.0.0.1:{listener.getsockname()[1]}/0")
+        assert time.monotonic() - started < 15
