@@ -78,13 +78,23 @@ def open_database(url: str, *, upgrade: bool = True) -> Database:
     try:
         engine = create_engine(url, pool_pre_ping=True, **_pool_options(make_url(url)))
     except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise MetadataError(f"Cannot use database URL {url!r}: {exc}; check SKEWLESS_DATABASE_URL.") from exc
+        raise MetadataError(
+            f"Cannot use database URL {_shown(url)!r}: {exc}; check SKEWLESS_DATABASE_URL."
+        ) from exc
     if engine.dialect.name == "sqlite":
         _enable_sqlite_foreign_keys(engine)
     database = Database(engine)
     if upgrade:
         _upgrade_to_head(database, url)
     return database
+
+
+def _shown(url: str) -> str:
+    """``url`` with its password hidden, when it parses at all."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return url
 
 
 def _pool_options(url: URL) -> dict[str, Any]:

@@ -95,3 +95,9 @@ def test_unreachable_database_is_one_clear_line() -> None:
         "Cannot reach or migrate the metadata database at postgresql+psycopg://nobody@127.0.0.1:1/none"
     )
     assert "check SKEWLESS_DATABASE_URL" in message and "\n" not in message
+
+
+def test_a_database_url_skewless_cannot_use_is_shown_without_its_password() -> None:
+    with pytest.raises(MetadataError) as info:  # no MySQL driver is installed
+        open_database("mysql://user:s3cret@127.0.0.1:1/db")
+    assert str(info.value).startswith("Cannot use database URL 'mysql://user:***@127.0.0.1:1/db': ")
