@@ -6,11 +6,11 @@ import re
 
 from skewless._errors import DefinitionError
 
-__all__ = ["MAX_NAME", "check_name"]
+__all__ = ["check_name"]
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 #: Names are stored in the metadata DB, as are "view:feature" references (400 characters).
-MAX_NAME = 100
+_MAX_NAME = 100
 
 
 def check_name(name: object, *, what: str) -> str:
@@ -28,8 +28,8 @@ def check_name(name: object, *, what: str) -> str:
             f"{what} name {name!r} is not valid; use lowercase letters, digits and '_', "
             "starting with a letter."
         )
-    if len(name) > MAX_NAME:
+    if len(name) > _MAX_NAME:
         raise DefinitionError(
-            f"{what} name '{name[:20]}…' has {len(name)} characters; use at most {MAX_NAME}."
+            f"{what} name '{name[:20]}…' has {len(name)} characters; use at most {_MAX_NAME}."
         )
     return name

@@ -73,8 +73,9 @@ class ViewPlan:
 
     def transformed(self, events: pl.DataFrame) -> pl.DataFrame:
         """Counted events as the aggregations read them, in both executors: the row-level
-        transform applied (a ``TransformError`` if it fails or breaks its contract), then every float input that is NaN or infinite made null (semantics
-        §5: Redis cannot add such values, and one would spoil a window's sum until it passed)."""
+        transform applied (a ``TransformError`` if it fails or breaks its contract), then every
+        float input that is NaN or infinite made null (semantics §5: Redis cannot add such
+        values, and one would spoil a window's sum until it passed)."""
         if self.transform is not None:
             what = f"transform '{self.transform.__name__}' of view '{self.name}'"
             events = apply_transform(self.transform, events, what=what)
