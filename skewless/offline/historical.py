@@ -43,7 +43,7 @@ def get_historical_features(
     clashes = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(frame.columns)))
     if clashes:
         raise ExecutionError(
-            f"output columns {', '.join(clashes)} would clash; pass full_feature_names=True "
-            "(columns become view__feature) or rename the entity columns."
+            f"output columns {', '.join(clashes)} would clash; pass --full-feature-names "
+            "(full_feature_names=True in Python: columns become view__feature) or rename the entity columns."
         )
     return frame.with_columns(columns)
