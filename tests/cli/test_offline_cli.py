@@ -146,20 +146,6 @@ def test_a_training_set_it_could_not_write_or_record_is_refused_before_the_work(
     assert not list(tmp_path.glob("t.*"))
 
 
-def test_an_entity_column_named_like_a_feature_says_the_flag_and_the_parameter(
-    example_repo: Path, sqlite_url: str
-) -> None:
-    write_example_data(example_repo / "data", FraudDataSpec(events=1_000, cards=10))
-    store = FeatureStore(settings=Settings.load(example_repo, env={"SKEWLESS_DATABASE_URL": sqlite_url}))
-    rows = pl.DataFrame(
-        {"card_id": ["c1"], "event_timestamp": [datetime(2026, 10, 30, tzinfo=UTC)], "count_1h": [5]}
-    )
-    with pytest.raises(
-        ExecutionError, match=r"pass --full-feature-names \(full_feature_names=True in Python"
-    ):
-        store.get_historical_features(rows, ["card_activity:count_1h"])
-
-
 def test_backfill_writes_partitions_and_records_the_run(example_repo: Path, sqlite_url: str) -> None:
     write_example_data(
         example_repo / "data",

@@ -146,7 +146,9 @@ def test_each_feature_asked_for_alone_has_the_value_it_has_with_the_whole_view(s
 
 
 def test_colliding_names_ask_for_full_feature_names(store: FeatureStore) -> None:
-    with pytest.raises(ExecutionError, match="clash; pass full_feature_names=True"):
+    with pytest.raises(
+        ExecutionError, match=r"clash; pass --full-feature-names \(full_feature_names=True in Python"
+    ):
         store.get_historical_features(rows(count_1h=[1, 2]), ["card_activity:count_1h"])
     out = store.get_historical_features(
         rows(count_1h=[1, 2]), ["card_activity:count_1h"], full_feature_names=True
