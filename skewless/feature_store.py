@@ -374,15 +374,15 @@ class FeatureStore:
         ``on_day(view, day, rows, days)`` is called after each daily partition is written.
         """
         _range_us(start, end, incremental=False)  # times with a zone, start not after end
+        windowed = [view for view in self.repo.views.values() if isinstance(view, FeatureView)]
         named = {view.name: view for view in map(self.repo.view, views)}  # each once, in order
         plain = [name for name, view in named.items() if not isinstance(view, FeatureView)]
         if plain:  # read from its source by training sets and materialization alike
-            windowed = [name for name, view in self.repo.views.items() if isinstance(view, FeatureView)]
             raise ExecutionError(
                 f"'{plain[0]}' is a plain view: its rows are its source's, with nothing to backfill; "
-                f"name feature views ({', '.join(windowed)})."
+                f"name feature views ({', '.join(view.name for view in windowed)})."
             )
-        chosen = list(named.values()) or [v for v in self.repo.views.values() if isinstance(v, FeatureView)]
+        chosen = list(named.values()) or windowed
         results = []
         for view in chosen:
             plan = self.plans[view.name]

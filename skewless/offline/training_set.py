@@ -48,23 +48,27 @@ def read_entities(path: Path, join_keys: Mapping[str, pl.DataType], timestamp_co
         or (isinstance(times.dtype, pl.Datetime) and times.dtype.time_zone)
     ):
         return frame
-    texts = times.cast(pl.String)
-    unzoned = next((text for text in texts.drop_nulls() if not _zoned(text)), None)
+    # Zoned times in forms polars did not read as one column (2026-11-20 10:00Z beside …T…+01:00)
+    texts = times.cast(pl.String).to_list()
+    parsed = [None if text is None else _zoned_time(text) for text in texts]
+    unzoned = next(
+        (t for t, moment in zip(texts, parsed, strict=True) if t is not None and moment is None), None
+    )
     if unzoned is not None:
         raise ExecutionError(
             f"entity file {path}: '{timestamp_column}' holds {unzoned!r}, not an ISO 8601 time with "
             "a zone; write every time like 2026-11-20T10:00:00Z (skewless does not guess zones)."
         )
-    # Zoned times in forms polars did not read as one column (2026-11-20 10:00Z beside …T…+01:00)
-    parsed = [None if text is None else datetime.fromisoformat(text) for text in texts]
     return frame.with_columns(pl.Series(timestamp_column, parsed, dtype=TIMESTAMP))
 
 
-def _zoned(text: str) -> bool:
+def _zoned_time(text: str) -> datetime | None:
+    """``text`` as an ISO 8601 time with a zone; None when it is not one."""
     try:
-        return datetime.fromisoformat(text).tzinfo is not None
+        moment = datetime.fromisoformat(text)
     except ValueError:
-        return False
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def check_output(path: Path, name: str) -> None:

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from skewless.online.ingest import GROUP
 from skewless.online.push import push_events
 from skewless.settings import Settings
 from skewless.stores.stream_trim import entry_position, trim_acknowledged
-from skewless.transforms.sources import EventSource
+from tests.online.test_stream_entries import SOURCE as MIXED_SOURCE
 from tests.service.processes import fill_redis, free_port, redis_server, wait_until
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
@@ -235,49 +235,36 @@ def test_push_rejects_bad_events_whole(example_repo: Path, isolated_redis_url: s
 @pytest.mark.parametrize(
     ("column", "values", "message"),
     [
-        ("clicks", [1.5], "column 'clicks' takes whole numbers"),
-        ("clicks", ["3"], "column 'clicks' is not Int64 \\(String given\\)"),
-        ("score", [True], "column 'score' is not Float64 \\(Boolean given\\)"),
-        ("user_id", [7], "column 'user_id' is not String \\(Int64 given\\)"),
-        ("user_id", [7.0], "column 'user_id' is not String \\(Float64 given\\)"),
-        ("active", [1], "column 'active' is not Boolean \\(Int64 given\\)"),
-        ("ts", [1.5], "column 'ts' is not Datetime.* \\(Float64 given\\)"),
+        ("count", [1.5], "column 'count' takes whole numbers"),
+        ("count", ["3"], "column 'count' is not Int64 \\(String given\\)"),
+        ("amount", [True], "column 'amount' is not Float64 \\(Boolean given\\)"),
+        ("name", [7], "column 'name' is not String \\(Int64 given\\)"),
+        ("name", [7.0], "column 'name' is not String \\(Float64 given\\)"),
+        ("flag", [1], "column 'flag' is not Boolean \\(Int64 given\\)"),
+        ("at", [1.5], "column 'at' is not Datetime.* \\(Float64 given\\)"),
     ],
 )
 def test_push_refuses_values_a_cast_would_change(
     isolated_redis_url: str, column: str, values: list[object], message: str
 ) -> None:
-    """A value of another type is refused, not cast: a cast would truncate 1.5 clicks to 1, make
-    ``true`` a score of 1.0 or the number 7.0 the user "7.0" (streamed text could not say either)."""
+    """A value of another type is refused, not cast: a cast would truncate a count of 1.5 to 1,
+    make ``true`` an amount of 1.0 or the number 7.0 the name "7.0" (streamed text could not
+    say either). The source is the stream reader's tests' own, a column of every type."""
     client = redis.Redis.from_url(isolated_redis_url)
-    columns = {"user_id": ["u1"], "clicks": [2], "score": [0.5], "active": [True], "ts": [datetime.now(UTC)]}
+    source = replace(MIXED_SOURCE, stream="mixed")
+    columns = {"name": ["u1"], "count": [2], "amount": [0.5], "flag": [True], "at": [datetime.now(UTC)]}
     with pytest.raises(ExecutionError, match=message):
-        push_events(client, _TYPED_SOURCE, pl.DataFrame({**columns, column: values}, strict=False))
-    assert client.xlen("typed") == 0
+        push_events(client, source, pl.DataFrame({**columns, column: values}, strict=False))
+    assert client.xlen("mixed") == 0
     # What keeps its meaning passes: whole floats for integers, integers for floats, ISO text
     # and integer microseconds for times.
-    kept = {"clicks": [2.0], "score": [3], "ts": ["2026-11-29T12:00:00Z"]}
-    assert push_events(client, _TYPED_SOURCE, pl.DataFrame({**columns, **kept})) == 1
-    assert push_events(client, _TYPED_SOURCE, pl.DataFrame({**columns, "ts": [1_795_000_000_000_000]})) == 1
-    fields = [entry[1] for entry in client.xrange("typed")]
-    assert [f[b"clicks"] for f in fields] == [b"2", b"2"]
-    assert [f[b"score"] for f in fields] == [b"3.0", b"0.5"]
-    assert fields[1][b"ts"] == datetime.fromtimestamp(1_795_000_000, UTC).isoformat().encode()
-
-
-_TYPED_SOURCE = EventSource(
-    name="typed",
-    path="data/typed.parquet",
-    stream="typed",
-    event_time="ts",
-    schema={
-        "user_id": pl.String,
-        "clicks": pl.Int64,
-        "score": pl.Float64,
-        "active": pl.Boolean,
-        "ts": pl.Datetime("us", "UTC"),
-    },
-)
+    kept = {"count": [2.0], "amount": [3], "at": ["2026-11-29T12:00:00Z"]}
+    assert push_events(client, source, pl.DataFrame({**columns, **kept})) == 1
+    assert push_events(client, source, pl.DataFrame({**columns, "at": [1_795_000_000_000_000]})) == 1
+    fields = [entry[1] for entry in client.xrange("mixed")]
+    assert [f[b"count"] for f in fields] == [b"2", b"2"]
+    assert [f[b"amount"] for f in fields] == [b"3.0", b"0.5"]
+    assert fields[1][b"at"] == datetime.fromtimestamp(1_795_000_000, UTC).isoformat().encode()
 
 
 def test_push_of_no_events_says_so(example_repo: Path, isolated_redis_url: str, tmp_path: Path) -> None:
