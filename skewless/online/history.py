@@ -30,7 +30,7 @@ from skewless.stores.bulk import frame_commands, pack_commands, pack_grouped, ru
 from skewless.stores.byte_columns import BYTES, decimal_text
 from skewless.stores.redis_layout import HWM_MEMBER, SEEN_KEY
 from skewless.transforms.compiled import ViewPlan
-from skewless.transforms.tile_updates import ORDER_SEP, counted_events, merged_updates
+from skewless.transforms.tile_updates import ORDER_SEP, counted_events, merged_updates, state_keys
 
 __all__ = ["write_history"]
 
@@ -81,8 +81,8 @@ def _commands(plan: ViewPlan, chunk: pl.DataFrame) -> list[pa.Array]:
     frame = chunk.lazy().with_columns(
         __group=pl.col("__tag"), __now=pl.col("__ingest_us").min().over("__tag")
     )
-    updates = merged_updates(plan, frame, chunk.schema).collect()
-    return [*_bookkeeping(plan, chunk), *_tile_commands(updates)]
+    updates = merged_updates(plan, frame, chunk.schema).with_columns(key=state_keys(plan, pl.col("__group")))
+    return [*_bookkeeping(plan, chunk), *_tile_commands(updates.collect())]
 
 
 def _bookkeeping(plan: ViewPlan, counted: pl.DataFrame) -> list[pa.Array]:

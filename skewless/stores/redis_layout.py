@@ -34,9 +34,11 @@ __all__ = [
     "entity_tag_expr",
     "latest_key",
     "set_key",
-    "set_key_template",
+    "set_kind",
+    "state_key",
+    "state_key_expr",
     "tile_key",
-    "tile_key_template",
+    "tile_kind",
 ]
 
 
@@ -67,22 +69,32 @@ def entity_tag_expr(view: str, join_keys: Sequence[str]) -> pl.Expr:
     return pl.concat_str([pl.lit("{" + view + "|"), pl.concat_str(keys, separator="|"), pl.lit("}")])
 
 
-def tile_key_template(granularity_us: int) -> str:
-    """A tile key with ``{}`` for the tag and the tile start (``str.format``, ``pl.format``)."""
-    return "skl:{}:t:" + str(granularity_us) + ":{}"
+def tile_kind(granularity_us: int) -> str:
+    """What names the tiles of one granularity among an entity's keys."""
+    return f"t:{granularity_us}"
 
 
-def set_key_template(aggregation: str) -> str:
-    """A distinct-count set key with ``{}`` for the tag and the tile start."""
-    return "skl:{}:d:" + aggregation + ":{}"
+def set_kind(aggregation: str) -> str:
+    """What names one distinct-count aggregation's sets among an entity's keys."""
+    return f"d:{aggregation}"
+
+
+def state_key(tag: str, kind: str, tile_us: int) -> str:
+    """A tile or set key: ``skl:<tag>:<kind>:<tile start>``."""
+    return f"skl:{tag}:{kind}:{tile_us}"
+
+
+def state_key_expr(tag: pl.Expr, kind: pl.Expr, tile_us: pl.Expr) -> pl.Expr:
+    """``state_key`` as a polars expression."""
+    return pl.concat_str([pl.lit("skl:"), tag, pl.lit(":"), kind, pl.lit(":"), tile_us.cast(pl.String)])
 
 
 def tile_key(tag: str, granularity_us: int, tile_us: int) -> str:
-    return tile_key_template(granularity_us).format(tag, tile_us)
+    return state_key(tag, tile_kind(granularity_us), tile_us)
 
 
 def set_key(tag: str, aggregation: str, tile_us: int) -> str:
-    return set_key_template(aggregation).format(tag, tile_us)
+    return state_key(tag, set_kind(aggregation), tile_us)
 
 
 def latest_key(tag: str) -> str:

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from skewless.stores.byte_columns import BYTES
 from skewless.stores.redis_layout import APPLY_SCRIPT, LATEST_KEY, SEEN_KEY
 from skewless.transforms.compiled import ViewPlan
-from skewless.transforms.tile_updates import merged_updates
+from skewless.transforms.tile_updates import merged_updates, state_keys
 
 __all__ = ["ScriptCalls", "script_calls"]
 
@@ -40,56 +40,70 @@ class ScriptCalls:
 
 
 def script_calls(plan: ViewPlan, events: pl.DataFrame, low_us: int | None = None) -> ScriptCalls:
-    """The calls that apply ``events`` (counted, tagged, with ``__group``), in group order.
-    ``low_us``: no event still to be delivered arrived before it (default: each group's
-    earliest arrival, right when groups are applied in arrival order, as a replay does)."""
-    # ``frame`` is computed once: each aggregation's query starts from it instead of
-    # recomputing it.
-    frame = events.with_columns(__now=pl.col("__ingest_us").min().over("__group")).lazy()
-    per_group = (
-        frame.group_by("__group", maintain_order=True)
+    """The calls that apply ``events`` (counted, tagged, with ``__group``), in the order of
+    their groups' first events. ``low_us``: no event still to be delivered arrived before it
+    (default: each group's earliest arrival, right when groups are applied in arrival order, as
+    a replay does)."""
+    # Calls are numbered (``__group`` becomes an integer) and keys named by integers (``__kind``, ``__tile``):
+    # grouping, joining and sorting by the text of groups and keys cost about half of building
+    # a batch's calls. A key's text is written once, for its call's KEYS.
+    first = pl.col("__label").is_first_distinct().cum_sum() - 1
+    frame = (  # computed once: each aggregation's query starts from it
+        events.rename({"__group": "__label"})
+        .with_columns(__group=first)
+        .with_columns(
+            pl.col("__group").first().over("__label"), __now=pl.col("__ingest_us").min().over("__label")
+        )
+    )
+    per_call = (
+        frame.lazy()
+        .group_by("__group")
         .agg(
-            pl.col("__tag").first(),
-            pl.col("__now").first(),
+            pl.col("__label", "__tag", "__now").first(),
             pl.col("__event_us").max().alias("__latest"),
             pl.len().alias("__events"),
         )
-        .with_row_index("__call")
+        .sort("__group")
         .with_columns(__low=pl.col("__now") if low_us is None else pl.min_horizontal("__now", pl.lit(low_us)))
     )
-    calls, updates = _collect(per_group, merged_updates(plan, frame, events.schema))
-    numbers = calls.lazy().select("__group", "__call")
-    ids = events.lazy().join(numbers, on="__group", maintain_order="left")
-    numbered = updates.lazy().join(numbers, on="__group")
+    calls, updates = _collect(per_call, merged_updates(plan, frame.lazy(), events.schema))
     keys = (  # each call's tile and set keys, numbered as the script's KEYS
-        numbered.group_by("__call", "key")
+        updates.lazy()
+        .group_by("__group", "__kind", "__tile")
         .agg(pl.col("ttl").max())
-        .sort("__call", "key")
-        .with_columns(__index=pl.int_range(pl.len()).over("__call") + _FIRST_TILE_KEY)
+        .sort("__group", "__kind", "__tile")
+        .with_columns(__index=pl.int_range(pl.len()).over("__group") + _FIRST_TILE_KEY)
     )
-    key_ops = numbered.join(keys.select("__call", "key", "__index"), on=["__call", "key"]).sort(
-        "__call", "key", "op", "field", "value"
+    key_ops = (  # a key's ops together: the script adds a set's values in one call
+        updates.lazy()
+        .join(keys.select("__group", "__kind", "__tile", "__index"), on=["__group", "__kind", "__tile"])
+        .sort("__group", "__index", "field", "value")
     )
-    live, ops = _collect(keys, key_ops)
+    live, ops = _collect(
+        keys.join(calls.lazy().select("__group", "__tag"), on="__group").with_columns(
+            key=state_keys(plan, pl.col("__tag"))
+        ),
+        key_ops,
+    )
     counts = calls.with_columns(__live=_per_call(live, calls.height), __ops=_per_call(ops, calls.height))
     arguments = pl.concat([
         _segment(0, counts, pl.col("__live") + _FIRST_TILE_KEY - 1, pl.format(SEEN_KEY, "__tag"), pl.format(LATEST_KEY, "__tag")),
         _segment(1, live, "key"),
         _segment(2, counts, "__now", "__low", "__events"),
-        _segment(3, ids, pl.format("{}@{}", "__id", "__event_us"), pl.col("__event_us") + plan.lateness_us),
+        _segment(3, frame, pl.format("{}@{}", "__id", "__event_us"), pl.col("__event_us") + plan.lateness_us),
         _segment(4, counts, "__latest", pl.lit(_latest_ttl_ms(plan)), "__ops"),
         _segment(5, ops, "__index", "op", "field", "value"),
         _segment(6, counts, "__live"),
         _segment(7, live, "__index", "ttl"),
     ])  # fmt: skip
     (commands,) = _collect(
-        arguments.sort("__call", "__seg", maintain_order=True)
-        .group_by("__call", maintain_order=True)
+        arguments.sort("__group", "__seg", maintain_order=True)
+        .group_by("__group", maintain_order=True)
         .agg(pl.col("__n").sum(), pl.col("__arg").str.join())
         .select(pl.format(_HEAD, pl.col("__n") + 2, "__arg"))
     )
     return ScriptCalls(
-        calls["__group"].to_list(),
+        calls["__label"].to_list(),
         calls["__events"].to_list(),
         pc.cast(commands.to_series().to_arrow(), BYTES),
     )
@@ -107,8 +121,8 @@ def _collect(*frames: pl.LazyFrame) -> list[pl.DataFrame]:
 
 
 def _per_call(rows: pl.DataFrame, calls: int) -> np.ndarray:
-    """How many of ``rows`` each call has."""
-    return np.bincount(rows["__call"].to_numpy(), minlength=calls)
+    """How many of ``rows`` each call (``__group``) has."""
+    return np.bincount(rows["__group"].to_numpy(), minlength=calls)
 
 
 def _segment(order: int, frame: pl.DataFrame | pl.LazyFrame, *arguments: str | pl.Expr) -> pl.LazyFrame:
@@ -121,7 +135,7 @@ def _segment(order: int, frame: pl.DataFrame | pl.LazyFrame, *arguments: str | p
         for piece in (pl.lit("$"), text.str.len_bytes(), pl.lit("\r\n"), text, pl.lit("\r\n"))
     ]
     return frame.lazy().select(
-        "__call",
+        "__group",
         pl.lit(order, pl.Int8).alias("__seg"),
         pl.lit(len(texts), pl.UInt32).alias("__n"),
         pl.concat_str(framed).alias("__arg"),
