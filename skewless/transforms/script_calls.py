@@ -44,9 +44,9 @@ def script_calls(plan: ViewPlan, events: pl.DataFrame, low_us: int | None = None
     their groups' first events. ``low_us``: no event still to be delivered arrived before it
     (default: each group's earliest arrival, right when groups are applied in arrival order, as
     a replay does)."""
-    # Calls are numbered (``__group`` becomes an integer) and keys named by integers (``__kind``, ``__tile``):
-    # grouping, joining and sorting by the text of groups and keys cost about half of building
-    # a batch's calls. A key's text is written once, for its call's KEYS.
+    # Calls are numbered (``__group`` becomes an integer) and keys named by integers (``__kind``,
+    # ``__tile``): grouping, joining and sorting by the text of entity tags and keys took about a
+    # third of building a batch's calls. A key's text is written once, for its call's KEYS.
     first = pl.col("__label").is_first_distinct().cum_sum() - 1
     frame = (  # computed once: each aggregation's query starts from it
         events.rename({"__group": "__label"})

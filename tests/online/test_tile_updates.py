@@ -22,7 +22,9 @@ def test_float_sums_are_sequential_in_arrival_order(values: list[tuple[str, floa
     plan = own_plan()
     mean = next(i for i, a in enumerate(plan.aggregations) if a.aggregator.function == "mean")
     events = [
-        oracle.Event(key, 60_000_000, 60_000_000 + i, f"e{i}", {"amount": amount, "units": 1, "shop": None}, i)
+        oracle.Event(
+            key, 60_000_000, 60_000_000 + i, f"e{i}", {"amount": amount, "units": 1, "shop": None}, i
+        )
         for i, (key, amount) in enumerate(values)
     ]
     tagged, _ = counted_events(plan, _frame(events))
