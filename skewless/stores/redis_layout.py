@@ -30,6 +30,7 @@ __all__ = [
     "HWM_MEMBER",
     "LATEST_KEY",
     "SEEN_KEY",
+    "STATE_KEY",
     "entity_tag",
     "entity_tag_expr",
     "latest_key",
@@ -45,6 +46,8 @@ __all__ = [
 #: An entity's bookkeeping keys, with ``{}`` for its tag (``str.format``, ``pl.format``).
 LATEST_KEY = "skl:{}:latest"
 SEEN_KEY = "skl:{}:seen"
+#: A tile or set key, with ``{}`` for the tag, the kind (``tile_kind``, ``set_kind``) and the tile start.
+STATE_KEY = "skl:{}:{}:{}"
 #: The seen set's member that holds the high-water mark as its score.
 HWM_MEMBER = "@hwm"
 
@@ -81,12 +84,12 @@ def set_kind(aggregation: str) -> str:
 
 def state_key(tag: str, kind: str, tile_us: int) -> str:
     """A tile or set key: ``skl:<tag>:<kind>:<tile start>``."""
-    return f"skl:{tag}:{kind}:{tile_us}"
+    return STATE_KEY.format(tag, kind, tile_us)
 
 
 def state_key_expr(tag: pl.Expr, kind: pl.Expr, tile_us: pl.Expr) -> pl.Expr:
     """``state_key`` as a polars expression."""
-    return pl.concat_str([pl.lit("skl:"), tag, pl.lit(":"), kind, pl.lit(":"), tile_us.cast(pl.String)])
+    return pl.format(STATE_KEY, tag, kind, tile_us)
 
 
 def tile_key(tag: str, granularity_us: int, tile_us: int) -> str:
