@@ -245,6 +245,7 @@ def _streaming(
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     sent = probes = 0
+    cpu_before = _cpu_used(client, workers)
     start = time.perf_counter()
     try:
         while time.perf_counter() - start < seconds:
@@ -264,6 +265,9 @@ def _streaming(
         ):
             time.sleep(0.05)
         drained = time.perf_counter() - start
+        redis_cpu, ingest_cpu, scripts_us = (
+            after - before for after, before in zip(_cpu_used(client, workers), cpu_before, strict=True)
+        )
     finally:
         done.set()
         thread.join(60)
@@ -274,7 +278,31 @@ def _streaming(
     return {
         "rate": rate, "consumers": consumers, "sent": sent, "seconds": pushed_for, "drained": drained,
         "sustained": sent / drained, "probes": len(latencies), "p50": q[49], "p99": q[98],
+        "redis_us": redis_cpu * 1e6 / sent, "redis_core": redis_cpu / drained, "scripts_us": scripts_us / sent,
+        "ingest_us": ingest_cpu * 1e6 / sent,
     }  # fmt: skip
+
+
+def _cpu_used(client: redis.Redis, workers: list[subprocess.Popen[bytes]]) -> tuple[float, float, float]:
+    """CPU seconds used so far by Redis and by the ``ingest`` processes, and µs Redis spent
+    running scripts (``INFO commandstats``): what the stream costs each, per event, whatever
+    else shares the machine."""
+    cpu = client.info("cpu")
+    scripts = client.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0)
+    return (
+        float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        sum(_process_cpu(worker.pid) for worker in workers),
+        float(scripts),
+    )
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds a process has used (Linux's /proc; NaN elsewhere)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if not stat.exists():
+        return float("nan")
+    fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _streaming_table(runs: list[dict[str, float]]) -> list[str]:
@@ -283,13 +311,17 @@ def _streaming_table(runs: list[dict[str, float]]) -> list[str]:
         "50,000 cards, so nearly every event of a batch is its card's only one), `skewless ingest` "
         "processes in one consumer group (batch 2,000). Sustained: every event applied and acknowledged, "
         "over the time from the first push to the last acknowledgement. Latency: probe events sent "
-        "every 20 ms, from push until their entity's state is visible online.",
+        "every 20 ms, from push until their entity's state is visible online. CPU per event pushed, "
+        "over the same time: Redis's (`INFO cpu`; of it, running the apply scripts, `INFO commandstats`; "
+        "and its share of one core) and the `ingest` processes' together.",
         "",
-        "| offered events/s | ingest processes | events pushed | sustained events/s | probes | p50 ms | p99 ms |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| offered events/s | ingest processes | events pushed | sustained events/s | probes | p50 ms | p99 ms "
+        "| Redis µs/event (scripts) | Redis core | ingest µs/event |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *[
             f"| {r['rate']:,} | {r['consumers']} | {r['sent']:,} | {r['sustained']:,.0f} | {r['probes']} | "
-            f"{r['p50']:.0f} | {r['p99']:.0f} |"
+            f"{r['p50']:.0f} | {r['p99']:.0f} | {r['redis_us']:.1f} ({r['scripts_us']:.1f}) | "
+            f"{r['redis_core']:.0%} | {r['ingest_us']:.1f} |"
             for r in runs
         ],
         "",
