@@ -139,7 +139,6 @@ for j = 1, n_ids do
 end
 if tonumber(ARGV[2]) > hwm then hwm = tonumber(ARGV[2]) end  -- low_us
 local hwm_text = string.format('%d', hwm)
-if known then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. hwm_text) end
 local pairs_ = {hwm_text, 'HWM_MEMBER'}
 for j = 1, n_ids do
   pairs_[#pairs_ + 1] = ARGV[3 + 2 * j]
@@ -148,6 +147,9 @@ end
 for first = 1, #pairs_, 2000 do
   redis.call('ZADD', KEYS[1], unpack(pairs_, first, math.min(first + 1999, #pairs_)))
 end
+-- Trimmed after the mark is raised, so the mark itself stays: trimmed first, a set whose every
+-- member was below the new mark was deleted, came back without an expiry, and GT never gave it one.
+if known then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. hwm_text) end
 local keep = math.ceil((seen_until - now) / 1000) + 1
 if redis7 then
   redis.call('PEXPIRE', KEYS[1], keep, known and 'GT' or 'NX')

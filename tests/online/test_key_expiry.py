@@ -1,7 +1,7 @@
-"""A tile or set key gets its expiry when the apply script creates it, and keeps it (``PEXPIRE
-… NX`` on Redis 7, a comparison with ``PTTL`` on the embedded 6.2): the first expiry is already
-the moment no window can read the key (docs/architecture.md, "Expiry, once per key"), and a
-later batch must neither push it back nor leave a key it creates without one."""
+"""Every key the apply script writes expires (docs/architecture.md, "Expiry, once per key"), on
+Redis 7 (``PEXPIRE … NX``/``GT``) and on the embedded 6.2 (compared with ``PTTL``): a tile or
+set key keeps the expiry it was created with, and the seen set lives until its last deadline
+whatever the batch trims from it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import redis
 from skewless.online.materialize import clear_view
 from skewless.transforms.incremental import IncrementalExecutor
 from tests import oracle
-from tests.offline.test_batch_matches_oracle import MINUTE
+from tests.offline.test_batch_matches_oracle import MINUTE, T0
 from tests.parity.test_online_offline_parity import _frame, _kept_forever, own_plan
 from tests.parity.test_online_offline_parity import client as client  # the fixture
 
@@ -41,5 +41,22 @@ def test_keys_found_in_place_keep_their_expiry_and_new_ones_get_theirs(client: r
         for key, ttl in before.items():
             if b":t:" in key or b":d:" in key:  # set when made, not pushed later by the next batch
                 assert 0 < after[key] <= ttl, key
+    finally:
+        clear_view(client, plan)
+
+
+def test_the_seen_set_keeps_an_expiry_when_a_batch_trims_every_id(client: redis.Redis) -> None:
+    """A batch whose high-water mark passed every recorded id's deadline trims them all (a
+    consumer behind the stream meets such a set before it expires). Trimmed before the new mark
+    was written, the emptied set was deleted, came back without an expiry, and ``GT`` never gave
+    it one: a set kept forever per entity."""
+    plan = own_plan(ttl="90m")
+    executor = IncrementalExecutor(client, project="test")
+    try:
+        executor.apply([plan], _frame([_event(0, 10 * MINUTE, 1.0)]))
+        executor.apply([plan], _frame([_event(1, 10 * MINUTE + plan.lateness_us + MINUTE, 2.0)]))
+        seen = f"skl:{{{plan.name}|a}}:seen"
+        assert client.zscore(seen, "e0@" + str(T0 + 10 * MINUTE)) is None  # trimmed
+        assert client.pttl(seen) > 0
     finally:
         clear_view(client, plan)
