@@ -25,6 +25,7 @@ from skewless.online.ingest import GROUP
 from skewless.online.push import push_events
 from skewless.settings import Settings
 from skewless.stores.stream_trim import entry_position, trim_acknowledged
+from tests.online.keys import kept_forever
 from tests.online.test_stream_entries import SOURCE as MIXED_SOURCE
 from tests.service.processes import fill_redis, free_port, redis_server, wait_until
 
@@ -310,6 +311,8 @@ def test_killing_ingest_mid_stream_loses_and_double_counts_nothing(
         if first.poll() is None:
             first.kill()
     _assert_online_equals_offline(store)
+    for view in ("card_activity", "merchant_activity"):
+        assert not kept_forever(store.redis, view), view
 
 
 @dataclass

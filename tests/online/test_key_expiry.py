@@ -11,7 +11,8 @@ from skewless.online.materialize import clear_view
 from skewless.transforms.incremental import IncrementalExecutor
 from tests import oracle
 from tests.offline.test_batch_matches_oracle import MINUTE, T0
-from tests.parity.test_online_offline_parity import _frame, _kept_forever, own_plan
+from tests.online.keys import kept_forever
+from tests.parity.test_online_offline_parity import _frame, own_plan
 from tests.parity.test_online_offline_parity import client as client  # the fixture
 
 
@@ -36,7 +37,7 @@ def test_keys_found_in_place_keep_their_expiry_and_new_ones_get_theirs(client: r
             [plan], _frame([_event(1, 10 * MINUTE + 30_000_000, 2.0), _event(2, 16 * MINUTE, 3.0)])
         )
         after = _expiries(client, plan.name)
-        assert not _kept_forever(client, plan)
+        assert not kept_forever(client, plan.name)
         assert len(after) > len(before)  # the second batch made keys of its own
         for key, ttl in before.items():
             if b":t:" in key or b":d:" in key:  # set when made, not pushed later by the next batch

@@ -32,6 +32,7 @@ from skewless.repo.loader import load_repo
 from skewless.repo.plan import apply_plan, make_plan
 from skewless.settings import Settings
 from skewless.transforms.compiled import compile_view
+from tests.online.keys import kept_forever
 
 SKEWLESS = str(Path(sys.executable).with_name("skewless"))
 WINDOWED = [
@@ -136,6 +137,7 @@ def test_materialized_windows_equal_offline_and_rerun_changes_nothing(store: Fea
     # A full run again (e.g. after an interruption); a view named twice is loaded once.
     assert [r.view for r in store.materialize(["card_activity", "card_activity"])] == ["card_activity"]
     assert store.get_online_features(WINDOWED, {"card_id": _cards(store)}, at=at) == before
+    assert not kept_forever(store.redis, "card_activity")
 
 
 def test_incremental_materialize_resumes_from_the_watermark(store: FeatureStore) -> None:
@@ -150,6 +152,7 @@ def test_incremental_materialize_resumes_from_the_watermark(store: FeatureStore)
     assert 0 < second.written < first.written
     store.materialize(["card_activity"], incremental=True)  # nothing new: nothing changes
     _assert_online_equals_offline(store, WINDOWED, datetime.now(UTC))
+    assert not kept_forever(store.redis, "card_activity")
 
 
 PROFILE = ["card_profile:credit_limit", "card_profile:country", "card_profile:card_type"]

@@ -47,6 +47,7 @@ from tests.offline.test_batch_matches_oracle import (
     event_sets,
     source,
 )
+from tests.online.keys import kept_forever
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", 40))
 
@@ -148,15 +149,10 @@ def test_online_equals_offline_as_available(
         for part in _batches(arrival.filter(pl.col("__ingest_us") <= T0 + last), batch):
             online.apply([plan], part)  # the whole stream again: nothing may change
         assert read_feature_view(client, plan, [[k] for k in keys], T0 + last) == before
-        assert not _kept_forever(client, plan)  # each key expires once no read can need it
+        assert not kept_forever(client, plan.name)  # each key expires once no read can need it
     finally:
         offline.close()
         clear_view(client, plan)
-
-
-def _kept_forever(client: redis.Redis, plan: ViewPlan) -> list[bytes]:
-    """The keys of ``plan`` that have no expiry."""
-    return [k for k in client.scan_iter(match=f"skl:{{{plan.name}|*", count=1000) if client.pttl(k) == -1]
 
 
 def _compare(client: redis.Redis, offline: BatchExecutor, plan: Any, keys: list[str], t: int) -> None:
