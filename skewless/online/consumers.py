@@ -8,13 +8,19 @@ a live consumer of a quiet stream looks like a dead one. Each ingest therefore m
 ``<stream>:consumers``, a sorted set scored by Redis's clock (one clock for every host), every
 second while it runs, and removes itself when it stops; a mark older than ``ALIVE_MS`` is a
 process that died.
+
+The consumer group itself never forgets a consumer: Redis keeps every name that ever read, and
+each `ingest` process reads under a name of its own (host and pid), so without care the group
+would list every process ever started. A consumer leaves the group when it stops, and a live one
+removes the consumers that died, once they hold no pending entry (``forget``): what a dead
+consumer left pending is claimed by a live one first, and is never dropped.
 """
 
 from __future__ import annotations
 
 import redis
 
-__all__ = ["ALIVE_MS", "alive", "mark_alive", "mark_gone"]
+__all__ = ["ALIVE_MS", "alive", "forget", "forget_dead", "mark_alive", "mark_gone"]
 
 #: A consumer whose mark is older than this is taken for dead (it marks itself every second).
 ALIVE_MS = 5_000
@@ -47,4 +53,31 @@ def mark_gone(client: redis.Redis, stream: str, consumer: str) -> None:
 def alive(client: redis.Redis, stream: str) -> list[str]:
     """The consumers of ``stream`` that marked themselves within ``ALIVE_MS``."""
     members = client.zrangebyscore(_key(stream), _now_ms(client) - ALIVE_MS, "+inf")
-    return [m.decode() if isinstance(m, bytes) else m for m in members]  # type: ignore[union-attr]
+    return [_text(m) for m in members]  # type: ignore[union-attr]
+
+
+#: Removes a consumer from its group if it holds no pending entry: checked and removed at once,
+#: so no entry delivered in between is dropped with it. KEYS[1] = stream; ARGV = group, consumer.
+_FORGET_SCRIPT = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) + 1
+"""
+
+
+def forget(client: redis.Redis, stream: str, group: str, consumer: str) -> bool:
+    """Remove ``consumer`` from ``group`` unless it holds pending entries; True if removed (or
+    never there). A live consumer that is removed comes back with its next read."""
+    return bool(client.eval(_FORGET_SCRIPT, 1, stream, group, consumer))
+
+
+def forget_dead(client: redis.Redis, stream: str, group: str) -> int:
+    """Remove the consumers of ``group`` that are not marked alive and hold no pending entry;
+    how many were removed."""
+    consumers = client.xinfo_consumers(stream, group)
+    idle = [_text(c["name"]) for c in consumers if int(c["pending"]) == 0]  # type: ignore[union-attr]
+    living = set(alive(client, stream))
+    return sum(forget(client, stream, group, name) for name in idle if name not in living)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

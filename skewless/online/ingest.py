@@ -29,7 +29,7 @@ import polars as pl
 import redis
 
 from skewless._errors import StoreError
-from skewless.online.consumers import mark_alive, mark_gone
+from skewless.online.consumers import forget, forget_dead, mark_alive, mark_gone
 from skewless.online.dead_letters import DEAD_LETTER_MAX, Rejected, add_dead_letters
 from skewless.online.stream_entries import CLOCK_SLACK_US, Entry, parse_entries
 from skewless.stores.redis_outages import ride_out_outages
@@ -156,11 +156,14 @@ class StreamIngestor:
 
     def close(self) -> None:
         """Say this consumer stopped (``run`` does when it returns): full materializations of
-        its streams' views may run again (online/consumers.py). When Redis cannot take it (away,
-        full, a replica), the mark is left to go stale, which says the same a few seconds later."""
+        its streams' views may run again, and it leaves the consumer group unless it holds
+        pending entries, which a live consumer claims (online/consumers.py). When Redis cannot
+        take it (away, full, a replica), the mark is left to go stale, which says the same a few
+        seconds later, and a live consumer removes it from the group."""
         with contextlib.suppress(redis.RedisError):
             for source, _ in self.sources.values():
                 mark_gone(self.client, str(source.stream), self.consumer)
+                forget(self.client, str(source.stream), GROUP, self.consumer)
 
     def _mark_alive(self) -> None:
         """Tell full materializations, once a second, that this consumer writes its streams'
@@ -195,15 +198,17 @@ class StreamIngestor:
         """Entries a dead consumer left. Looked for again right away after finding some, else a
         quarter of ``claim_idle_ms`` later: XAUTOCLAIM scans the group's pending entries, and
         under the 20,000 events/s benchmark one call took about 4 ms of Redis (every other
-        client waiting meanwhile), when it still ran before every batch."""
+        client waiting meanwhile), when it still ran before every batch. When there is nothing
+        to claim, consumers that died and hold nothing pending are removed from the group."""
         if time.monotonic() < self._next_claim.get(stream, 0.0):
             return []
         claimed = self._raw.execute_command(
             "XAUTOCLAIM", stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", "COUNT", self.batch_size
         )
         entries = [(entry_id, fields) for entry_id, fields in claimed[1] if fields is not None]
-        if not entries:
+        if not entries:  # nothing left to claim: the dead consumers can leave the group
             self._next_claim[stream] = time.monotonic() + self.claim_idle_ms / 4000
+            forget_dead(self.client, stream, GROUP)
         return entries
 
     def _read(self, stream: str, since: str, *, block: bool = False) -> list[Entry]:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -445,6 +446,64 @@ def test_consumers_finishing_out_of_order_lose_nothing(
     assert first.stats.applied == 1 and first.stats.duplicates == 0
     count = store.get_online_features(["card_activity:count_24h"], {"card_id": ["c000001"]})
     assert count.values == [[2]]
+    _assert_online_equals_offline(store)
+
+
+def _group_members(store: FeatureStore) -> dict[str, int]:
+    """The consumer group's consumers, each with its pending entries."""
+    consumers = store.redis.xinfo_consumers("transactions", GROUP)
+    return {
+        c["name"].decode() if isinstance(c["name"], bytes) else c["name"]: c["pending"] for c in consumers
+    }
+
+
+def test_a_stopped_ingest_leaves_the_consumer_group(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    """Each process reads under a name of its own: without leaving, the group would list every
+    `ingest` ever started."""
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    env = {
+        **os.environ,
+        "REDIS_URL": isolated_redis_url,
+        "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
+    }
+    store.push("transactions", _events(100))
+    store.redis.xgroup_create("transactions", GROUP, id="0")
+    process = subprocess.Popen(
+        [SKEWLESS, "ingest", "--repo", str(example_repo)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: _drained(store), 60)
+        assert len(_group_members(store)) == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    assert _group_members(store) == {}
+
+
+def test_consumers_that_died_leave_the_group_once_nothing_of_theirs_is_pending(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    """A consumer that died (never marked alive again) is removed by a live one, but only once
+    what it left pending has been claimed: its entries are never dropped with it."""
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    store.push("transactions", _events(40))  # 44 entries
+    store.redis.xgroup_create("transactions", GROUP, id="0")
+    for dead, count in [("died-idle", 10), ("died-busy", 10)]:
+        entries = store.redis.xreadgroup(GROUP, dead, {"transactions": ">"}, count=count)[0][1]
+        if dead == "died-idle":  # it acknowledged what it read before it died
+            store.redis.xack("transactions", GROUP, *[entry_id for entry_id, _ in entries])
+    live = store.ingestor(batch_size=100, claim_idle_ms=200)
+    assert live.step() == 24  # the 24 entries nobody read; the busy one's 10 are not idle yet
+    assert _group_members(store) == {live.consumer: 0, "died-busy": 10}
+    time.sleep(0.3)
+    assert live.step() == 10  # claimed from the dead one, then applied
+    live.step()  # nothing left to claim: the dead one leaves the group
+    assert _group_members(store) == {live.consumer: 0}
     _assert_online_equals_offline(store)
 
 
