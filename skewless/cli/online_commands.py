@@ -127,10 +127,10 @@ def ingest(
 
     Several `skewless ingest` processes share the work (one consumer group, which a process
     leaves when it stops, and which live ones clear of processes that died once their entries
-    are taken over). Batches are acknowledged after the writes; bad and too-late events go to `<stream>:dead` with the reason
-    (see them with `skewless dead-letters`). Entries every consumer group has acknowledged are
-    trimmed from the stream once a second. When Redis goes away, it waits for it and goes on
-    where it was.
+    are taken over). Batches are acknowledged after the writes; bad and too-late events go to
+    `<stream>:dead` with the reason (see them with `skewless dead-letters`). Entries every
+    consumer group has acknowledged are trimmed from the stream once a second. When Redis goes
+    away, it waits for it and goes on where it was.
     """
     store = FeatureStore(settings=Settings.load(repo))
     warn_if_evicting(store.redis)
