@@ -492,15 +492,14 @@ def test_consumers_that_died_leave_the_group_once_nothing_of_theirs_is_pending(
     what it left pending has been claimed: its entries are never dropped with it."""
     store = _store(example_repo, isolated_redis_url, tmp_path)
     store.push("transactions", _events(40))  # 44 entries
-    store.redis.xgroup_create("transactions", GROUP, id="0")
+    live = store.ingestor(batch_size=100, claim_idle_ms=1_000)  # creates the group
     for dead, count in [("died-idle", 10), ("died-busy", 10)]:
         entries = store.redis.xreadgroup(GROUP, dead, {"transactions": ">"}, count=count)[0][1]
         if dead == "died-idle":  # it acknowledged what it read before it died
             store.redis.xack("transactions", GROUP, *[entry_id for entry_id, _ in entries])
-    live = store.ingestor(batch_size=100, claim_idle_ms=200)
     assert live.step() == 24  # the 24 entries nobody read; the busy one's 10 are not idle yet
     assert _group_members(store) == {live.consumer: 0, "died-busy": 10}
-    time.sleep(0.3)
+    time.sleep(1.1)
     assert live.step() == 10  # claimed from the dead one, then applied
     live.step()  # nothing left to claim: the dead one leaves the group
     assert _group_members(store) == {live.consumer: 0}
