@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import socket
@@ -10,12 +11,14 @@ import tempfile
 from datetime import datetime
 from typing import Annotated
 
+import redis
 import typer
 
 from skewless._errors import ConfigError
 from skewless.cli._common import RepoOption, console, err_console, stop_requested, warn_if_evicting
 from skewless.feature_store import FeatureStore
-from skewless.service.serving_log import LOG_DEAD, drain_serving_log
+from skewless.online.consumers import forget
+from skewless.service.serving_log import LOG_DEAD, LOG_GROUP, LOG_STREAM, drain_serving_log
 from skewless.settings import Settings
 from skewless.stores.redis_outages import ride_out_outages
 
@@ -91,7 +94,8 @@ def log_worker(
     """Move the serving log from its Redis Stream into hourly parquet partitions (data/serving_log).
 
     Entries are acknowledged only after their file is written: stopping or killing the worker
-    loses nothing. What was moved is then trimmed from the stream. An entry that cannot be moved
+    loses nothing. What was moved is then trimmed from the stream. A worker leaves the consumer
+    group when it stops; live ones remove workers that died once their entries are taken over. An entry that cannot be moved
     (its views changed definition, or it is malformed) is kept in `skewless:serving_log:dead`
     with the reason, said here. When Redis goes away, it waits for it and goes on.
     """
@@ -117,6 +121,8 @@ def log_worker(
         until=stop_requested(),
         on_outage=lambda line: err_console.print(line, highlight=False),
     )
+    with contextlib.suppress(redis.RedisError):  # else a live worker removes it once idle
+        forget(store.redis, LOG_STREAM, LOG_GROUP, consumer)  # unless it holds pending entries
     where = store.settings.repo / "data" / "serving_log"
     console.print(
         f"Moved {handled - kept:,} logged requests to {where}"

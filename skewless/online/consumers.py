@@ -9,18 +9,21 @@ a live consumer of a quiet stream looks like a dead one. Each ingest therefore m
 second while it runs, and removes itself when it stops; a mark older than ``ALIVE_MS`` is a
 process that died.
 
-The consumer group itself never forgets a consumer: Redis keeps every name that ever read, and
-each `ingest` process reads under a name of its own (host and pid), so without care the group
-would list every process ever started. A consumer leaves the group when it stops, and a live one
-removes the consumers that died, once they hold no pending entry (``forget``): what a dead
-consumer left pending is claimed by a live one first, and is never dropped.
+A consumer group itself never forgets a consumer: Redis keeps every name that ever read, and
+each `ingest` (and `log-worker`) process reads under a name of its own (host and pid), so without
+care the group would list every process ever started. A consumer leaves the group when it stops,
+and a live one removes the consumers that have been idle for a while and hold no pending entry
+(``forget``, ``forget_idle``): what a dead consumer left pending is claimed by a live one first,
+and is never dropped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import redis
 
-__all__ = ["ALIVE_MS", "alive", "forget", "forget_dead", "mark_alive", "mark_gone"]
+__all__ = ["ALIVE_MS", "alive", "forget", "forget_idle", "mark_alive", "mark_gone"]
 
 #: A consumer whose mark is older than this is taken for dead (it marks itself every second).
 ALIVE_MS = 5_000
@@ -70,13 +73,20 @@ def forget(client: redis.Redis, stream: str, group: str, consumer: str) -> bool:
     return bool(client.eval(_FORGET_SCRIPT, 1, stream, group, consumer))
 
 
-def forget_dead(client: redis.Redis, stream: str, group: str) -> int:
-    """Remove the consumers of ``group`` that are not marked alive and hold no pending entry;
-    how many were removed."""
+def forget_idle(
+    client: redis.Redis, stream: str, group: str, *, idle_ms: int, keep: Collection[str] = ()
+) -> int:
+    """Remove the consumers of ``group`` other than ``keep`` that hold no pending entry and have
+    been idle ``idle_ms`` (Redis's ``idle``: before 7.2, since it was last given an entry); how
+    many were removed. Safe for a consumer still alive: removed so, it comes back with its next
+    read."""
     consumers = client.xinfo_consumers(stream, group)
-    idle = [_text(c["name"]) for c in consumers if int(c["pending"]) == 0]  # type: ignore[union-attr]
-    living = set(alive(client, stream))
-    return sum(forget(client, stream, group, name) for name in idle if name not in living)
+    idle = [
+        _text(c["name"])
+        for c in consumers  # type: ignore[union-attr]
+        if int(c["pending"]) == 0 and int(c["idle"]) >= idle_ms
+    ]
+    return sum(forget(client, stream, group, name) for name in idle if name not in keep)
 
 
 def _text(value: str | bytes) -> str:

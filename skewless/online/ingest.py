@@ -29,7 +29,7 @@ import polars as pl
 import redis
 
 from skewless._errors import StoreError
-from skewless.online.consumers import forget, forget_dead, mark_alive, mark_gone
+from skewless.online.consumers import alive, forget, forget_idle, mark_alive, mark_gone
 from skewless.online.dead_letters import DEAD_LETTER_MAX, Rejected, add_dead_letters
 from skewless.online.stream_entries import CLOCK_SLACK_US, Entry, parse_entries
 from skewless.stores.redis_outages import ride_out_outages
@@ -199,7 +199,8 @@ class StreamIngestor:
         quarter of ``claim_idle_ms`` later: XAUTOCLAIM scans the group's pending entries, and
         under the 20,000 events/s benchmark one call took about 4 ms of Redis (every other
         client waiting meanwhile), when it still ran before every batch. When there is nothing
-        to claim, consumers that died and hold nothing pending are removed from the group."""
+        to claim, consumers idle that long, holding nothing pending and not marked alive, are
+        removed from the group."""
         if time.monotonic() < self._next_claim.get(stream, 0.0):
             return []
         claimed = self._raw.execute_command(
@@ -208,7 +209,8 @@ class StreamIngestor:
         entries = [(entry_id, fields) for entry_id, fields in claimed[1] if fields is not None]
         if not entries:  # nothing left to claim: the dead consumers can leave the group
             self._next_claim[stream] = time.monotonic() + self.claim_idle_ms / 4000
-            forget_dead(self.client, stream, GROUP)
+            living = set(alive(self.client, stream))  # a live one on a quiet stream may look idle
+            forget_idle(self.client, stream, GROUP, idle_ms=self.claim_idle_ms, keep=living)
         return entries
 
     def _read(self, stream: str, since: str, *, block: bool = False) -> list[Entry]:

@@ -25,6 +25,7 @@ import polars as pl
 import redis
 
 from skewless._errors import SkewlessError
+from skewless.online.consumers import forget_idle
 from skewless.online.read import OnlineResult
 from skewless.stores.stream_trim import trim_acknowledged
 
@@ -162,8 +163,9 @@ def drain_serving_log(
     (moved, or kept in ``LOG_DEAD``).
 
     Entries this consumer read before come first, then entries a dead worker left unacknowledged
-    for ``claim_idle_ms``, then new ones. An entry that cannot be moved is kept in ``LOG_DEAD``
-    with the reason, and ``on_dead_letter`` hears its id and the reason."""
+    for ``claim_idle_ms``, then new ones; when there is nothing to claim, workers idle that long
+    with nothing pending leave the group (online/consumers.py). An entry that cannot be moved is
+    kept in ``LOG_DEAD`` with the reason, and ``on_dead_letter`` hears its id and the reason."""
     client = store.redis
     try:
         client.xgroup_create(LOG_STREAM, LOG_GROUP, id="0", mkstream=True)
@@ -175,6 +177,8 @@ def drain_serving_log(
     if not entries:
         claimed = client.xautoclaim(LOG_STREAM, LOG_GROUP, consumer, claim_idle_ms, "0-0", count=count)[1]
         entries = [entry for entry in claimed if entry[1] is not None]
+        if not entries:  # nothing left to claim: workers that died can leave the group
+            forget_idle(client, LOG_STREAM, LOG_GROUP, idle_ms=claim_idle_ms, keep={consumer})
     if not entries:
         reply = client.xreadgroup(LOG_GROUP, consumer, {LOG_STREAM: ">"}, count=count, block=block_ms) or []
         entries = reply[0][1] if reply else []

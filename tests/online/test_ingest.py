@@ -488,8 +488,9 @@ def test_a_stopped_ingest_leaves_the_consumer_group(
 def test_consumers_that_died_leave_the_group_once_nothing_of_theirs_is_pending(
     example_repo: Path, isolated_redis_url: str, tmp_path: Path
 ) -> None:
-    """A consumer that died (never marked alive again) is removed by a live one, but only once
-    what it left pending has been claimed: its entries are never dropped with it."""
+    """A consumer that died (never marked alive again) is removed by a live one once it has been
+    idle as long as a claim waits, but only once what it left pending has been claimed: its
+    entries are never dropped with it."""
     store = _store(example_repo, isolated_redis_url, tmp_path)
     store.push("transactions", _events(40))  # 44 entries
     live = store.ingestor(batch_size=100, claim_idle_ms=1_000)  # creates the group
@@ -498,10 +499,11 @@ def test_consumers_that_died_leave_the_group_once_nothing_of_theirs_is_pending(
         if dead == "died-idle":  # it acknowledged what it read before it died
             store.redis.xack("transactions", GROUP, *[entry_id for entry_id, _ in entries])
     assert live.step() == 24  # the 24 entries nobody read; the busy one's 10 are not idle yet
-    assert _group_members(store) == {live.consumer: 0, "died-busy": 10}
+    assert _group_members(store) == {live.consumer: 0, "died-idle": 0, "died-busy": 10}
     time.sleep(1.1)
-    assert live.step() == 10  # claimed from the dead one, then applied
-    live.step()  # nothing left to claim: the dead one leaves the group
+    assert live.step() == 10  # claimed from the busy one, then applied
+    assert _group_members(store) == {live.consumer: 0, "died-idle": 0, "died-busy": 0}
+    live.step()  # nothing left to claim: both leave the group
     assert _group_members(store) == {live.consumer: 0}
     _assert_online_equals_offline(store)
 
