@@ -95,9 +95,10 @@ def log_worker(
 
     Entries are acknowledged only after their file is written: stopping or killing the worker
     loses nothing. What was moved is then trimmed from the stream. A worker leaves the consumer
-    group when it stops; live ones remove workers that died once their entries are taken over. An entry that cannot be moved
-    (its views changed definition, or it is malformed) is kept in `skewless:serving_log:dead`
-    with the reason, said here. When Redis goes away, it waits for it and goes on.
+    group when it stops; live ones remove workers that died once their entries are taken over.
+    An entry that cannot be moved (its views changed definition, or it is malformed) is kept in
+    `skewless:serving_log:dead` with the reason, said here. When Redis goes away, it waits for it
+    and goes on.
     """
     store = FeatureStore(settings=Settings.load(repo))
     warn_if_evicting(store.redis)

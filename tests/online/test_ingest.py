@@ -39,12 +39,13 @@ FEATURES = [
 ]
 
 
+def _env(redis_url: str, tmp_path: Path) -> dict[str, str]:
+    """The settings a test's store and its `skewless` processes share."""
+    return {"REDIS_URL": redis_url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
+
+
 def _store(repo: Path, redis_url: str, tmp_path: Path) -> FeatureStore:
-    return FeatureStore(
-        settings=Settings.load(
-            repo, env={"REDIS_URL": redis_url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
-        )
-    )
+    return FeatureStore(settings=Settings.load(repo, env=_env(redis_url, tmp_path)))
 
 
 def _events(count: int, *, seed: int = 1) -> pl.DataFrame:
@@ -189,11 +190,7 @@ def test_dead_letters_keep_the_newest_and_count_every_one(
         DefinitionError, match="No stream for source.*card_profiles.*streamed sources: transactions"
     ):
         store.dead_letters(["card_profiles"])
-    env = {
-        **os.environ,
-        "REDIS_URL": isolated_redis_url,
-        "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
-    }
+    env = {**os.environ, **_env(isolated_redis_url, tmp_path)}
     shown = subprocess.run(
         [SKEWLESS, "dead-letters", "--repo", str(example_repo)],
         env=env,
@@ -282,11 +279,7 @@ def test_killing_ingest_mid_stream_loses_and_double_counts_nothing(
     example_repo: Path, isolated_redis_url: str, tmp_path: Path
 ) -> None:
     store = _store(example_repo, isolated_redis_url, tmp_path)
-    env = {
-        **os.environ,
-        "REDIS_URL": isolated_redis_url,
-        "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
-    }
+    env = {**os.environ, **_env(isolated_redis_url, tmp_path)}
     command = [SKEWLESS, "ingest", "--repo", str(example_repo), "--batch-size", "25", "--claim-after", "0.5"]
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -333,7 +326,7 @@ def _ingest_on_own_redis(repo: Path, tmp_path: Path) -> Iterator[_OwnRedisIngest
     port = free_port()
     servers = [redis_server(port, tmp_path)]
     url = f"redis://127.0.0.1:{port}/0"
-    env = {**os.environ, "REDIS_URL": url, "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
+    env = {**os.environ, **_env(url, tmp_path)}
     log = tmp_path / "ingest.log"
     command = [SKEWLESS, "ingest", "--repo", str(repo), "--batch-size", "25"]
     with log.open("w") as stderr:
@@ -463,11 +456,7 @@ def test_a_stopped_ingest_leaves_the_consumer_group(
     """Each process reads under a name of its own: without leaving, the group would list every
     `ingest` ever started."""
     store = _store(example_repo, isolated_redis_url, tmp_path)
-    env = {
-        **os.environ,
-        "REDIS_URL": isolated_redis_url,
-        "SKEWLESS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
-    }
+    env = {**os.environ, **_env(isolated_redis_url, tmp_path)}
     store.push("transactions", _events(100))
     store.redis.xgroup_create("transactions", GROUP, id="0")
     process = subprocess.Popen(

@@ -11,7 +11,7 @@ from skewless.online.materialize import clear_view
 from skewless.transforms.incremental import IncrementalExecutor
 from tests import oracle
 from tests.offline.test_batch_matches_oracle import MINUTE, T0
-from tests.online.keys import kept_forever
+from tests.online.keys import expiries, kept_forever
 from tests.parity.test_online_offline_parity import _frame, own_plan
 from tests.parity.test_online_offline_parity import client as client  # the fixture
 
@@ -21,22 +21,18 @@ def _event(position: int, at: int, amount: float | None) -> oracle.Event:
     return oracle.Event("a", at, at, f"e{position}", values, position)
 
 
-def _expiries(client: redis.Redis, view: str) -> dict[bytes, int]:
-    return {k: client.pttl(k) for k in client.scan_iter(match=f"skl:{{{view}|*", count=1000)}
-
-
 def test_keys_found_in_place_keep_their_expiry_and_new_ones_get_theirs(client: redis.Redis) -> None:
     plan = own_plan(ttl="90m")
     executor = IncrementalExecutor(client, project="test")
     try:
         # The first event has no amount: its tiles hold counts, not the amount's max or last.
         executor.apply([plan], _frame([_event(0, 10 * MINUTE, None)]))
-        before = _expiries(client, plan.name)
+        before = expiries(client, plan.name)
         # Later: the same tiles, now with an amount (new fields in keys that exist), and new tiles.
         executor.apply(
             [plan], _frame([_event(1, 10 * MINUTE + 30_000_000, 2.0), _event(2, 16 * MINUTE, 3.0)])
         )
-        after = _expiries(client, plan.name)
+        after = expiries(client, plan.name)
         assert not kept_forever(client, plan.name)
         assert len(after) > len(before)  # the second batch made keys of its own
         for key, ttl in before.items():
