@@ -68,13 +68,15 @@ def main() -> None:
 
 def _redis_alone(settings: object) -> tuple[float, int]:
     from skewless.feature_store import FeatureStore
-    from skewless.online.plain import encoded_batches, plain_rows
+    from skewless.online.plain import encoded_batches, first_load, plain_rows
     from skewless.stores.bulk import run_bulk
 
     store = FeatureStore(settings=settings)  # type: ignore[arg-type]
     plan = store.plans["card_profile6"]
     rows = plain_rows(plan, store.batch.events(plan, transform=False), compare=False)
-    batches = list(encoded_batches(plan, store.settings.project, rows, newer_only=False))
+    project = store.settings.project
+    restore = first_load(store.redis, plan, project, rows)  # as materialize() decides
+    batches = list(encoded_batches(plan, project, rows, newer_only=False, restore=restore))
     start = time.perf_counter()
     written = run_bulk(store.redis, batches)
     return time.perf_counter() - start, written

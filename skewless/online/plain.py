@@ -6,12 +6,13 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import redis
 
 from skewless._errors import StoreError
-from skewless.stores.bulk import pack_commands, run_bulk
+from skewless.stores.bulk import Restores, pack_commands, run_bulk
 from skewless.stores.byte_columns import decimal_text
 from skewless.stores.feast_format import (
     WRITE_SCRIPT,
@@ -33,11 +34,12 @@ from skewless.stores.online_read import (
     ViewColumns,
     ViewRead,
 )
+from skewless.stores.redis_dump import hash_payloads, restores_hashes
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.dtypes import dtype_name
 from skewless.transforms.events import event_identity
 
-__all__ = ["plain_rows", "plain_view_read", "write_plain_rows"]
+__all__ = ["encoded_batches", "first_load", "plain_rows", "plain_view_read", "write_plain_rows"]
 
 _WRITE_SHA = hashlib.sha1(WRITE_SCRIPT.encode()).hexdigest().encode()
 _BATCH = 10_000  # rows per round trip: about 2.5 MB of commands for a 6-feature view
@@ -103,10 +105,11 @@ def write_plain_rows(
     which computed the latest rows itself, overwrites directly.
     """
 
+    restore = not newer_only and first_load(client, plan, project, rows)
+
     def write() -> int:
-        return run_bulk(
-            client, encoded_batches(plan, project, rows, newer_only=newer_only), on_batch=on_batch
-        )
+        batches = encoded_batches(plan, project, rows, newer_only=newer_only, restore=restore)
+        return run_bulk(client, batches, on_batch=on_batch)
 
     try:
         try:
@@ -122,11 +125,22 @@ def write_plain_rows(
         raise StoreError(f"view '{plan.name}': writing to Redis failed: {exc}") from exc
 
 
+def first_load(client: redis.Redis, plan: ViewPlan, project: str, rows: pl.DataFrame) -> bool:
+    """Whether to write ``rows`` by ``RESTORE`` (stores/redis_dump.py): Redis loads listpacks
+    and none of the first batch's keys exist, as in a first load. Where keys exist, each
+    ``RESTORE`` would be refused and the row written by ``HSET`` after all."""
+    if not rows.height or not restores_hashes(client):
+        return False
+    keys = encode_entity_keys(rows.head(_FIRST_BATCH), plan.join_keys, plan.key_dtypes, project)
+    return client.exists(*keys.to_pylist()) == 0
+
+
 def encoded_batches(
-    plan: ViewPlan, project: str, rows: pl.DataFrame, *, newer_only: bool
-) -> Iterator[pa.Array]:
+    plan: ViewPlan, project: str, rows: pl.DataFrame, *, newer_only: bool, restore: bool = False
+) -> Iterator[pa.Array | Restores]:
     """The packed commands that write ``rows``, a batch at a time (encoded as they are asked for,
-    so encoding overlaps with Redis running the batch before)."""
+    so encoding overlaps with Redis running the batch before); with ``restore`` (and not
+    ``newer_only``), ``RESTORE`` where a row's hash is small enough."""
     head = [b"EVALSHA", _WRITE_SHA, b"1"] if newer_only else [b"HSET"]
     start = 0
     while start < rows.height:
@@ -134,7 +148,31 @@ def encoded_batches(
         size = _FIRST_BATCH if start == 0 else _BATCH
         chunk = rows.slice(start, size)
         start += size
-        yield pack_commands([*head, *_row_args(plan, project, chunk, newer_only=newer_only)])
+        if restore and not newer_only:
+            yield _restores(plan, project, chunk)
+        else:
+            yield pack_commands([*head, *_row_args(plan, project, chunk, newer_only=newer_only)])
+
+
+def _restores(plan: ViewPlan, project: str, rows: pl.DataFrame) -> pa.Array | Restores:
+    """``RESTORE`` of each row whose hash is small, ``HSET`` of the others (and of a restored
+    row whose key turns out to exist)."""
+    key, *pairs = _row_args(plan, project, rows, newer_only=False)
+    assert isinstance(key, pa.Array)
+    fields = [f for f in pairs[::2] if isinstance(f, bytes)]
+    payloads = hash_payloads(fields, [v for v in pairs[1::2] if isinstance(v, pa.Array)])
+    if payloads is None:
+        return pack_commands([b"HSET", key, *pairs])
+    small = payloads.is_valid().to_numpy(zero_copy_only=False)
+    restored = np.flatnonzero(small)
+
+    def hset(positions: np.ndarray) -> pa.Array:
+        return pack_commands([b"HSET", *_row_args(plan, project, rows[positions], newer_only=False)])
+
+    commands = pack_commands([b"RESTORE", key.filter(small), b"0", payloads.filter(small)])
+    if len(restored) < rows.height:
+        commands = pa.concat_arrays([commands, hset(np.flatnonzero(~small))])
+    return Restores(commands, lambda positions: hset(restored[positions]))
 
 
 def _row_args(

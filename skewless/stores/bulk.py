@@ -14,6 +14,7 @@ import contextlib
 import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import hiredis
@@ -25,7 +26,16 @@ import redis
 
 from skewless.stores.byte_columns import BYTES, decimal_text, join_rows
 
-__all__ = ["call_packed", "frame_commands", "pack_commands", "pack_grouped", "run_bulk", "text_column"]
+__all__ = [
+    "call_packed",
+    "frame_commands",
+    "pack_commands",
+    "pack_grouped",
+    "pack_spans",
+    "Restores",
+    "run_bulk",
+    "text_column",
+]
 
 _READ_SIZE = 1 << 16
 #: Commands sent but not yet answered before the oldest batch's replies are read. Redis keeps
@@ -55,12 +65,22 @@ def pack_grouped(head: Sequence[bytes | pa.Array], items: Sequence[pa.Array], st
     fields, say. ``starts``: where each group begins in the item rows, then the row count."""
     if len(starts) < 2:
         return pa.array([], BYTES)
-    blobs = join_rows(_framed(items))  # the item rows' protocol, contiguous in one buffer
-    grouped = pa.Array.from_buffers(  # zero-copy: a group is the span of its rows' bytes
-        BYTES, len(starts) - 1, [None, pa.py_buffer(_offsets(blobs)[starts]), blobs.buffers()[2]]
+    arity = np.diff(starts) * len(items)
+    return pack_spans(head, join_rows(_framed(items)), starts, arity)
+
+
+def pack_spans(
+    head: Sequence[bytes | pa.Array], framed: pa.Array, starts: np.ndarray, arity: np.ndarray
+) -> pa.Array:
+    """One command per group of ``framed`` rows (each already arguments in the Redis protocol,
+    ``arity[i]`` of them in group ``i``'s rows): ``head``, then the group's rows, whose bytes
+    follow one another in the column (``large_binary``, no nulls), so each is a zero-copy span.
+    ``starts``: where each group begins in the rows, then the row count."""
+    grouped = pa.Array.from_buffers(
+        BYTES, len(starts) - 1, [None, pa.py_buffer(_offsets(framed)[starts]), framed.buffers()[2]]
     )
-    arity = len(head) + np.diff(starts) * len(items)
-    return join_rows([b"*", decimal_text(pa.array(arity)), b"\r\n", *_framed(head), grouped])
+    count = decimal_text(pa.array(np.asarray(arity, dtype=np.int64) + len(head)))
+    return join_rows([b"*", count, b"\r\n", *_framed(head), grouped])
 
 
 def _offsets(column: pa.Array) -> np.ndarray:
@@ -94,35 +114,61 @@ def _framed(args: Sequence[bytes | pa.Array]) -> list[bytes | pa.Array]:
     return parts
 
 
+@dataclass(frozen=True)
+class Restores:
+    """``RESTORE`` commands (stores/redis_dump.py), and how to write their rows another way:
+    ``instead(positions)`` gives the commands for the rows whose ``RESTORE`` Redis refused
+    because the key exists (``BUSYKEY``)."""
+
+    commands: pa.Array
+    instead: Callable[[np.ndarray], pa.Array]
+
+
 def run_bulk(
-    client: redis.Redis, batches: Iterable[pa.Array], *, on_batch: Callable[[int], None] = lambda done: None
+    client: redis.Redis,
+    batches: Iterable[pa.Array | Restores],
+    *,
+    on_batch: Callable[[int], None] = lambda done: None,
 ) -> int:
     """Run each batch of packed commands (``pack_commands``) in order; returns how many ran.
 
     Batches are sent as they come, and the replies of the oldest are read only once more than
     ``_IN_FLIGHT`` commands are unanswered: Redis runs those while the caller builds the next
-    batches. ``on_batch(done)`` follows the replies of every batch. Raises ``redis.RedisError``
-    for a lost connection or the first error reply (the batches sent before it was read, some
-    after it, were applied)."""
-    in_flight: deque[int] = deque()
+    batches. A ``Restores`` batch's refused rows are sent again, written ``instead``, as the
+    next batch. ``on_batch(done)`` follows the replies of every batch. Raises
+    ``redis.RedisError`` for a lost connection or the first other error reply (the batches sent
+    before it was read, some after it, were applied)."""
+    in_flight: deque[tuple[int, Callable[[np.ndarray], pa.Array] | None]] = deque()
     done = 0
     with _connection(client) as (connection, reader):
 
+        def send(batch: pa.Array | Restores) -> None:
+            commands, instead = (
+                (batch.commands, batch.instead) if isinstance(batch, Restores) else (batch, None)
+            )
+            _send(connection, _contiguous(commands))
+            in_flight.append((len(commands), instead))
+
         def answered() -> None:
             nonlocal done
-            count = in_flight.popleft()
-            error = next(
-                (r for r in _replies(connection, reader, count) if isinstance(r, hiredis.ReplyError)), None
-            )
+            count, instead = in_flight.popleft()
+            errors = [
+                (i, r)
+                for i, r in enumerate(_replies(connection, reader, count))
+                if isinstance(r, hiredis.ReplyError)
+            ]
+            busy = {i for i, r in errors if instead is not None and str(r).startswith("BUSYKEY")}
+            error = next((r for i, r in errors if i not in busy), None)
             if error is not None:
                 raise redis.ResponseError(str(error))
-            done += count
+            if busy and instead is not None:
+                send(instead(np.array(sorted(busy))))
+            done += count - len(busy)
             on_batch(done)
 
         for batch in batches:
-            _send(connection, _contiguous(batch))
-            in_flight.append(len(batch))
-            while sum(in_flight) > _IN_FLIGHT:
+            send(batch)
+            while sum(count for count, _ in in_flight) > _IN_FLIGHT:
                 answered()
         while in_flight:
             answered()

@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+import redis
 from sqlalchemy import select
 
 from skewless._errors import ConfigError, ExecutionError
@@ -26,11 +27,14 @@ from skewless.feature_store import FeatureStore
 from skewless.metadata import open_database
 from skewless.metadata.models import MaterializationRun
 from skewless.online.consumers import alive, mark_alive, mark_gone
-from skewless.online.plain import plain_rows
+from skewless.online.plain import first_load, plain_rows, plain_view_read, write_plain_rows
 from skewless.repo.feast_store import feast_store
 from skewless.repo.loader import load_repo
 from skewless.repo.plan import apply_plan, make_plan
 from skewless.settings import Settings
+from skewless.stores.feast_format import encode_entity_keys
+from skewless.stores.online_read import execute_reads
+from skewless.stores.redis_dump import restores_hashes
 from skewless.transforms.compiled import compile_view
 from tests.online.keys import kept_forever
 
@@ -102,6 +106,34 @@ def test_feast_sdk_reads_plain_views_skewless_materialized(store: FeatureStore) 
     for name, values in zip(ours.names, ours.values, strict=True):
         assert theirs[name] == values, name
     assert ours.statuses[0][-1] == "NOT_FOUND" and theirs["credit_limit"][-1] is None
+
+
+def test_a_first_load_restores_hashes_and_keeps_the_fields_of_keys_that_exist(
+    example_repo: Path, isolated_redis_url: str
+) -> None:
+    """A full write into new keys is RESTOREs; a key that exists (another view's fields in
+    Feast's entity hash) is written by HSET, found before the run or refused in it."""
+    plan = compile_view(load_repo(example_repo).views["card_profile"])
+    client = redis.Redis.from_url(isolated_redis_url)
+    rows = pl.DataFrame({
+        "card_id": [f"c{i:06d}" for i in range(2_500)],
+        "credit_limit": [float(i) for i in range(2_500)],
+        "country": ["NZ"] * 2_499 + ["a country name longer than one listpack entry holds" * 2],
+        "card_type": ["debit"] * 2_500,
+        "__event_us": [1_700_000_000_000_000] * 2_500,
+    })  # fmt: skip
+    keys = encode_entity_keys(rows, plan.join_keys, plan.key_dtypes, "proj").to_pylist()
+    client.hset(keys[1_800], "other_view_field", "kept")  # beyond the first batch, which is probed
+    assert first_load(client, plan, "proj", rows) == restores_hashes(client)
+    assert write_plain_rows(client, plan, "proj", rows, newer_only=False) == 2_500
+    client.hset(keys[0], "other_view_field", "kept")
+    assert not first_load(client, plan, "proj", rows)  # a second run overwrites by HSET
+    assert write_plain_rows(client, plan, "proj", rows, newer_only=False) == 2_500
+    read = plain_view_read(plan, "proj", [[c] for c in rows["card_id"]], 1_800_000_000_000_000)
+    columns = execute_reads(client, [read])[0]
+    assert columns.values["credit_limit"] == rows["credit_limit"].to_list()
+    assert columns.values["country"] == rows["country"].to_list()
+    assert client.hget(keys[0], "other_view_field") == client.hget(keys[1_800], "other_view_field") == b"kept"
 
 
 def test_skewless_reads_plain_views_feast_materialized(store: FeatureStore) -> None:

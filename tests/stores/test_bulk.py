@@ -14,7 +14,7 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skewless.stores.bulk import pack_commands, pack_grouped, run_bulk
+from skewless.stores.bulk import Restores, pack_commands, pack_grouped, run_bulk
 
 _ARG = st.one_of(
     st.binary(max_size=40).map(lambda b: ("same", b)),
@@ -98,3 +98,23 @@ def test_grouped_commands_hold_each_group_of_rows(rows: list[tuple[bytes, bytes,
         for a, b in itertools.pairwise(starts)
     ]
     assert packed.to_pylist() == expected
+
+
+def test_refused_restores_are_written_instead_and_other_errors_raise(isolated_redis_url: str) -> None:
+    client = redis.Redis.from_url(isolated_redis_url)
+    client.set("k1", "exists")
+    client.set("payload", "v")
+    payload = client.dump("payload")
+    keys = pa.array([b"k0", b"k1", b"k2"])
+    written: list[list[int]] = []
+
+    def instead(positions: np.ndarray) -> pa.Array:
+        written.append(positions.tolist())
+        return pack_commands([b"SET", keys.take(positions), b"instead"])
+
+    restores = Restores(pack_commands([b"RESTORE", keys, b"0", payload]), instead)
+    assert run_bulk(client, [restores]) == 3
+    assert written == [[1]] and client.mget("k0", "k1", "k2") == [b"v", b"instead", b"v"]
+    broken = Restores(pack_commands([b"RESTORE", pa.array([b"k3"]), b"0", b"not a payload"]), instead)
+    with pytest.raises(redis.ResponseError, match="payload"):
+        run_bulk(client, [broken])
