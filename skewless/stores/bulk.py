@@ -31,7 +31,6 @@ __all__ = [
     "frame_commands",
     "pack_commands",
     "pack_grouped",
-    "pack_spans",
     "Restores",
     "run_bulk",
     "text_column",
@@ -65,22 +64,12 @@ def pack_grouped(head: Sequence[bytes | pa.Array], items: Sequence[pa.Array], st
     fields, say. ``starts``: where each group begins in the item rows, then the row count."""
     if len(starts) < 2:
         return pa.array([], BYTES)
-    arity = np.diff(starts) * len(items)
-    return pack_spans(head, join_rows(_framed(items)), starts, arity)
-
-
-def pack_spans(
-    head: Sequence[bytes | pa.Array], framed: pa.Array, starts: np.ndarray, arity: np.ndarray
-) -> pa.Array:
-    """One command per group of ``framed`` rows (each already arguments in the Redis protocol,
-    ``arity[i]`` of them in group ``i``'s rows): ``head``, then the group's rows, whose bytes
-    follow one another in the column (``large_binary``, no nulls), so each is a zero-copy span.
-    ``starts``: where each group begins in the rows, then the row count."""
-    grouped = pa.Array.from_buffers(
-        BYTES, len(starts) - 1, [None, pa.py_buffer(_offsets(framed)[starts]), framed.buffers()[2]]
+    blobs = join_rows(_framed(items))  # the item rows' protocol, contiguous in one buffer
+    grouped = pa.Array.from_buffers(  # zero-copy: a group is the span of its rows' bytes
+        BYTES, len(starts) - 1, [None, pa.py_buffer(_offsets(blobs)[starts]), blobs.buffers()[2]]
     )
-    count = decimal_text(pa.array(np.asarray(arity, dtype=np.int64) + len(head)))
-    return join_rows([b"*", count, b"\r\n", *_framed(head), grouped])
+    arity = len(head) + np.diff(starts) * len(items)
+    return join_rows([b"*", decimal_text(pa.array(arity)), b"\r\n", *_framed(head), grouped])
 
 
 def _offsets(column: pa.Array) -> np.ndarray:
