@@ -153,30 +153,32 @@ def encoded_batches(
         chunk = rows.slice(start, size)
         start += size
         if restore and not newer_only:
-            yield _restores(plan, project, chunk)
+            yield from _restores(plan, project, chunk)
         else:
             yield pack_commands([*head, *_row_args(plan, project, chunk, newer_only=newer_only)])
 
 
-def _restores(plan: ViewPlan, project: str, rows: pl.DataFrame) -> pa.Array | Restores:
-    """``RESTORE`` of each row whose hash is small, ``HSET`` of the others (and of a restored
-    row whose key turns out to exist)."""
+def _restores(plan: ViewPlan, project: str, rows: pl.DataFrame) -> Iterator[pa.Array | Restores]:
+    """``RESTORE`` of each row whose hash is small (a row Redis refuses is written by ``HSET``
+    instead), then ``HSET`` of the others."""
     key, *pairs = _row_args(plan, project, rows, newer_only=False)
     assert isinstance(key, pa.Array)
     fields = [f for f in pairs[::2] if isinstance(f, bytes)]
     payloads = hash_payloads(fields, [v for v in pairs[1::2] if isinstance(v, pa.Array)])
     if payloads is None:
-        return pack_commands([b"HSET", key, *pairs])
+        yield pack_commands([b"HSET", key, *pairs])
+        return
     small = payloads.is_valid().to_numpy(zero_copy_only=False)
     restored = np.flatnonzero(small)
 
     def hset(positions: np.ndarray) -> pa.Array:
         return pack_commands([b"HSET", *_row_args(plan, project, rows[positions], newer_only=False)])
 
-    commands = pack_commands([b"RESTORE", key.filter(small), b"0", payloads.filter(small)])
+    if len(restored):
+        commands = pack_commands([b"RESTORE", key.filter(small), b"0", payloads.filter(small)])
+        yield Restores(commands, lambda positions: hset(restored[positions]))
     if len(restored) < rows.height:
-        commands = pa.concat_arrays([commands, hset(np.flatnonzero(~small))])
-    return Restores(commands, lambda positions: hset(restored[positions]))
+        yield hset(np.flatnonzero(~small))
 
 
 def _row_args(

@@ -106,8 +106,10 @@ def _framed(args: Sequence[bytes | pa.Array]) -> list[bytes | pa.Array]:
 @dataclass(frozen=True)
 class Restores:
     """``RESTORE`` commands (stores/redis_dump.py), and how to write their rows another way:
-    ``instead(positions)`` gives the commands for the rows whose ``RESTORE`` Redis refused
-    because the key exists (``BUSYKEY``)."""
+    ``instead(positions)`` gives the commands for the rows whose ``RESTORE`` Redis refused —
+    the key exists (``BUSYKEY``), or this Redis or user may not run it (a managed Redis, an
+    ACL). Whatever refused the ``RESTORE``, the other command either writes the row or says
+    why it cannot (a full Redis, say)."""
 
     commands: pa.Array
     instead: Callable[[np.ndarray], pa.Array]
@@ -125,8 +127,8 @@ def run_bulk(
     ``_IN_FLIGHT`` commands are unanswered: Redis runs those while the caller builds the next
     batches. A ``Restores`` batch's refused rows are sent again, written ``instead``, as the
     next batch. ``on_batch(done)`` follows the replies of every batch. Raises
-    ``redis.RedisError`` for a lost connection or the first other error reply (the batches sent
-    before it was read, some after it, were applied)."""
+    ``redis.RedisError`` for a lost connection or the first error reply of any other batch (the
+    batches sent before it was read, some after it, were applied)."""
     in_flight: deque[tuple[int, Callable[[np.ndarray], pa.Array] | None]] = deque()
     done = 0
     with _connection(client) as (connection, reader):
@@ -146,13 +148,11 @@ def run_bulk(
                 for i, r in enumerate(_replies(connection, reader, count))
                 if isinstance(r, hiredis.ReplyError)
             ]
-            busy = {i for i, r in errors if instead is not None and str(r).startswith("BUSYKEY")}
-            error = next((r for i, r in errors if i not in busy), None)
-            if error is not None:
-                raise redis.ResponseError(str(error))
-            if busy and instead is not None:
-                send(instead(np.array(sorted(busy))))
-            done += count - len(busy)
+            if errors and instead is not None:
+                send(instead(np.array([i for i, _ in errors])))
+            elif errors:
+                raise redis.ResponseError(str(errors[0][1]))
+            done += count - len(errors)
             on_batch(done)
 
         for batch in batches:

@@ -9,9 +9,9 @@ the materialization benchmark's shape (Redis 7.0, by hand): 0.26-0.33 s of Redis
 The payload is what ``DUMP`` returns: the RDB type of a listpack hash (16), the listpack as an
 RDB string, the RDB version (10: Redis 7.0, which every later Redis loads) and a CRC-64 (Jones,
 Redis's) of everything before it. ``RESTORE`` refuses a key that exists (``BUSYKEY``), where
-``HSET`` would have kept the hash's other fields (another view's), so the caller writes those
-rows with ``HSET`` instead (stores/bulk.py). Redis before 7.0 reads no listpack: there every
-row is an ``HSET``.
+``HSET`` would have kept the hash's other fields (another view's), and a user or service may
+forbid it; the caller writes each refused row with ``HSET`` instead (stores/bulk.py). Redis
+before 7.0 reads no listpack: there every row is an ``HSET``.
 """
 
 from __future__ import annotations

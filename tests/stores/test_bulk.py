@@ -100,21 +100,27 @@ def test_grouped_commands_hold_each_group_of_rows(rows: list[tuple[bytes, bytes,
     assert packed.to_pylist() == expected
 
 
-def test_refused_restores_are_written_instead_and_other_errors_raise(isolated_redis_url: str) -> None:
+def test_refused_restores_are_written_instead_which_says_why_it_cannot(isolated_redis_url: str) -> None:
     client = redis.Redis.from_url(isolated_redis_url)
     client.set("k1", "exists")
     client.set("payload", "v")
     payload = client.dump("payload")
-    keys = pa.array([b"k0", b"k1", b"k2"])
+    keys = pa.array([b"k0", b"k1", b"k2", b"k3"])
     written: list[list[int]] = []
 
     def instead(positions: np.ndarray) -> pa.Array:
         written.append(positions.tolist())
         return pack_commands([b"SET", keys.take(positions), b"instead"])
 
-    restores = Restores(pack_commands([b"RESTORE", keys, b"0", payload]), instead)
-    assert run_bulk(client, [restores]) == 3
-    assert written == [[1]] and client.mget("k0", "k1", "k2") == [b"v", b"instead", b"v"]
-    broken = Restores(pack_commands([b"RESTORE", pa.array([b"k3"]), b"0", b"not a payload"]), instead)
-    with pytest.raises(redis.ResponseError, match="payload"):
-        run_bulk(client, [broken])
+    payloads = pa.array([payload, payload, b"not a payload", payload])
+    restores = Restores(pack_commands([b"RESTORE", keys, b"0", payloads]), instead)
+    assert run_bulk(client, [restores]) == 4
+    assert written == [[1, 2]]  # the key that exists, and the payload Redis refused
+    assert client.mget("k0", "k1", "k2", "k3") == [b"v", b"instead", b"instead", b"v"]
+    client.rpush("list", "x")
+    failing = Restores(
+        pack_commands([b"RESTORE", pa.array([b"list"]), b"0", payload]),
+        lambda positions: pack_commands([b"HSET", pa.array([b"list"]), b"f", b"v"]),
+    )
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        run_bulk(client, [failing])
