@@ -58,7 +58,7 @@ def hash_payloads(fields: Sequence[bytes], values: Sequence[pa.Array]) -> pa.Arr
         small = np.minimum(length, SMALL - 1).astype(np.uint8)  # long rows are dropped below
         parts += [entry, fixed_width((0x80 | small)[:, None]), value, fixed_width((1 + small)[:, None])]
     body = join_rows([*parts, _END])
-    checksums = np.fromiter((_CRC.calc(b) for b in body.to_pylist()), np.dtype("<u8"), len(body))
+    checksums = np.fromiter(map(_CRC.calc, body.to_pylist()), np.dtype("<u8"), len(body))
     payloads = join_rows([body, fixed_width(checksums.view(np.uint8).reshape(-1, 8))])
     long_rows = pa.array((lengths >= SMALL).any(axis=1))
     return pc.if_else(long_rows, pa.scalar(None, payloads.type), payloads)
