@@ -36,9 +36,19 @@ _CRC = anycrc.Model("CRC64-REDIS")
 
 
 def restores_hashes(client: redis.Redis) -> bool:
-    """Whether this Redis loads listpack payloads (7.0 and later)."""
-    version = str(client.info("server").get("redis_version", "0"))
-    return int(version.split(".")[0]) >= 7
+    """Whether this Redis loads listpack payloads (7.0 and later). Asked with ``HELLO``, which
+    every user may run (``INFO`` is often forbidden); a Redis before 6 does not know it."""
+    try:
+        hello = client.execute_command("HELLO")
+    except redis.ResponseError:
+        return False
+    pairs = zip(hello[::2], hello[1::2], strict=True) if isinstance(hello, list) else hello.items()
+    fields = {_text(key): _text(value) for key, value in pairs}
+    return int(fields.get("version", "0").split(".")[0]) >= 7
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def hash_payloads(fields: Sequence[bytes], values: Sequence[pa.Array]) -> pa.Array | None:

@@ -139,14 +139,14 @@ def test_a_first_load_restores_hashes_and_keeps_the_fields_of_keys_that_exist(
 def test_a_redis_user_that_may_not_restore_still_loads_every_row(
     example_repo: Path, isolated_redis_url: str
 ) -> None:
-    """Managed Redis services and ACLs may forbid RESTORE: each refused row is an HSET."""
+    """Managed Redis services and ACLs may forbid RESTORE (and INFO): each refused row is an HSET."""
     plan = compile_view(load_repo(example_repo).views["card_profile"])
     admin = redis.Redis.from_url(isolated_redis_url)
     if not restores_hashes(admin):
         pytest.skip("RESTORE of listpacks needs Redis 7")
     user = f"skewless-no-restore-{os.getpid()}"
     admin.acl_setuser(
-        user, enabled=True, nopass=True, keys=["*"], channels=["*"], commands=["+@all", "-restore"]
+        user, enabled=True, nopass=True, keys=["*"], channels=["*"], commands=["+@all", "-restore", "-info"]
     )
     try:
         client = redis.Redis.from_url(isolated_redis_url, username=user)
