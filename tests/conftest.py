@@ -23,6 +23,7 @@ from skewless.examples.fraud_data import FraudDataSpec, write_example_data
 from skewless.feature_store import FeatureStore
 from skewless.metadata import Database, open_database
 from skewless.settings import Settings
+from skewless.stores.redis_dump import restores_hashes
 
 POSTGRES_URL = os.environ.get("SKEWLESS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SKEWLESS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -80,6 +81,20 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         _unavailable("Redis", exc)
     return REDIS_URL
+
+
+@pytest.fixture
+def no_restore_url(redis_url: str) -> Iterator[str]:
+    """The real Redis as a user who may not run RESTORE or INFO, as on some managed services."""
+    admin = redis.Redis.from_url(redis_url)
+    if not restores_hashes(admin):
+        pytest.skip("RESTORE of listpacks needs Redis 7")
+    user = f"skewless-no-restore-{uuid.uuid4().hex[:8]}"
+    admin.acl_setuser(
+        user, enabled=True, nopass=True, keys=["*"], channels=["*"], commands=["+@all", "-restore", "-info"]
+    )
+    yield redis_url.replace("redis://", f"redis://{user}@", 1)
+    admin.acl_deluser(user)
 
 
 def copy_example_repo(target: Path, spec: FraudDataSpec | None = None) -> Path:

@@ -10,7 +10,9 @@ as one group, as the replay sends them) and writes it with plain pipelined comma
   the replay's script would expire it;
 - tiles: each (key, field) set to its merged partial (``merged_updates``, the executor's own
   merge), ``last`` as its order and value fields, distinct values added to their sets; each key
-  expires when no window can read it any more, as the script's ``ttl``.
+  expires when no window can read it any more, as the script's ``ttl``. On Redis 7 a tile is one
+  ``RESTORE`` with its expiry (stores/redis_dump.py); a refused one, and a tile too big for a
+  listpack, an ``HSET`` and a ``PEXPIRE``.
 
 The ``latest`` keys are set by the caller, as for a replay. tests/online/test_history.py checks
 that this state equals the replay's, key by key.
@@ -26,8 +28,9 @@ import pyarrow as pa
 import redis
 
 from skewless._errors import StoreError
-from skewless.stores.bulk import frame_commands, pack_commands, pack_grouped, run_bulk, text_column
+from skewless.stores.bulk import Restores, frame_commands, pack_commands, pack_grouped, run_bulk, text_column
 from skewless.stores.byte_columns import BYTES, decimal_text
+from skewless.stores.redis_dump import grouped_hash_payloads, restores_hashes
 from skewless.stores.redis_layout import HWM_MEMBER, SEEN_KEY
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.tile_updates import ORDER_SEP, counted_events, merged_updates, state_keys
@@ -50,12 +53,12 @@ def write_history(
     ``__entry``; each entity's together, in arrival order) into a cleared view; returns the number
     of counted events. ``on_progress(done, total)`` counts events as their commands go out."""
     counted, _ = counted_events(plan, events)
+    restore = restores_hashes(client)
 
-    def batches() -> Iterator[pa.Array]:
+    def batches() -> Iterator[pa.Array | Restores]:
         for chunk in _entity_chunks(counted):
-            for packed in _commands(plan, chunk):
-                for start in range(0, len(packed), _BATCH):
-                    yield packed.slice(start, _BATCH)
+            for packed in _commands(plan, chunk, restore=restore):
+                yield from _sliced(packed)
             on_progress(int(chunk["__end"][0]), counted.height)
 
     try:
@@ -76,13 +79,26 @@ def _entity_chunks(counted: pl.DataFrame) -> Iterator[pl.DataFrame]:
         yield counted.slice(start, end - start).with_columns(__end=pl.lit(end))
 
 
-def _commands(plan: ViewPlan, chunk: pl.DataFrame) -> list[pa.Array]:
+def _sliced(commands: pa.Array | Restores) -> Iterator[pa.Array | Restores]:
+    """``commands`` in batches of at most ``_BATCH``."""
+    if not isinstance(commands, Restores):
+        for start in range(0, len(commands), _BATCH):
+            yield commands.slice(start, _BATCH)
+        return
+    instead = commands.instead
+    for start in range(0, len(commands.commands), _BATCH):
+        yield Restores(
+            commands.commands.slice(start, _BATCH), lambda positions, at=start: instead(positions + at)
+        )
+
+
+def _commands(plan: ViewPlan, chunk: pl.DataFrame, *, restore: bool) -> list[pa.Array | Restores]:
     """The commands that leave one chunk's entities as the replay would."""
     frame = chunk.lazy().with_columns(
         __group=pl.col("__tag"), __now=pl.col("__ingest_us").min().over("__tag")
     )
     updates = merged_updates(plan, frame, chunk.schema).with_columns(key=state_keys(plan, pl.col("__group")))
-    return [*_bookkeeping(plan, chunk), *_tile_commands(updates.collect())]
+    return [*_bookkeeping(plan, chunk), *_tile_commands(updates.collect(), restore=restore)]
 
 
 def _bookkeeping(plan: ViewPlan, counted: pl.DataFrame) -> list[pa.Array]:
@@ -108,9 +124,10 @@ def _bookkeeping(plan: ViewPlan, counted: pl.DataFrame) -> list[pa.Array]:
     ]
 
 
-def _tile_commands(updates: pl.DataFrame) -> list[pa.Array]:
+def _tile_commands(updates: pl.DataFrame, *, restore: bool) -> list[pa.Array | Restores]:
     """Each tile's fields in one HSET, each set's values in one SADD, then each key's expiry
-    (a key must exist to expire)."""
+    (a key must exist to expire); with ``restore``, a tile small enough is one RESTORE with its
+    expiry instead (stores/redis_dump.py)."""
     last = pl.col("op").str.starts_with("last")
     latest = updates.filter(last).with_columns(
         pl.col("value").str.splitn(ORDER_SEP, 2).struct.rename_fields(["order", "last"]).struct.unnest()
@@ -120,9 +137,43 @@ def _tile_commands(updates: pl.DataFrame) -> list[pa.Array]:
         latest.select("key", pl.col("field") + ".o", pl.col("order").alias("value"), "ttl"),
         latest.select("key", pl.col("field") + ".v", pl.col("last").alias("value"), "ttl"),
     ])  # fmt: skip
-    hashes, hash_expiry = _grouped(b"HSET", fields, "field", "value")
     sets, set_expiry = _grouped(b"SADD", updates.filter(pl.col("op") == "sadd"), "value")
+    if restore:
+        return [*_restored_hashes(fields), sets, set_expiry]
+    hashes, hash_expiry = _grouped(b"HSET", fields, "field", "value")
     return [hashes, sets, hash_expiry, set_expiry]
+
+
+def _restored_hashes(fields: pl.DataFrame) -> list[pa.Array | Restores]:
+    """A RESTORE with its expiry of each tile whose hash is small; the others, and any tile
+    Redis refuses to restore, by HSET and PEXPIRE."""
+    rows = fields.sort("key")
+    first = (rows["key"] != rows["key"].shift(1)).fill_null(True)
+    starts = np.r_[np.flatnonzero(first.to_numpy()), rows.height]
+    keys = rows["key"].filter(first)
+    ttl = np.maximum.reduceat(rows["ttl"].to_numpy(), starts[:-1]) if len(keys) else np.array([], np.int64)
+    payloads = grouped_hash_payloads(text_column(rows, "field"), text_column(rows, "value"), starts)
+    small = payloads.is_valid().to_numpy(zero_copy_only=False)
+    restored = keys.filter(pl.Series(small))
+
+    def hashes(chosen: pl.Series) -> pa.Array:
+        packed, expiry = _grouped(
+            b"HSET", fields.filter(pl.col("key").is_in(chosen.implode())), "field", "value"
+        )
+        return pa.concat_arrays([packed, expiry])
+
+    commands = pack_commands(
+        [
+            b"RESTORE",
+            keys.to_arrow().filter(small),
+            decimal_text(pa.array(ttl[small])),
+            payloads.filter(small),
+        ]
+    )
+    return [
+        Restores(commands, lambda positions: hashes(restored.gather(positions))),
+        hashes(keys.filter(pl.Series(~small))),
+    ]
 
 
 def _grouped(command: bytes, frame: pl.DataFrame, *columns: str) -> tuple[pa.Array, pa.Array]:

@@ -1,8 +1,10 @@
 """Small Redis hashes as ``RESTORE`` payloads: a first load at half Redis's cost of ``HSET``.
 
 An ``HSET`` of 7 fields makes Redis parse 16 arguments and insert each field; ``RESTORE`` of a
-hash Redis keeps as a listpack (every field and value under 64 bytes, at most 128 of them: what
-Redis itself stores that way by default) copies one prepared blob. Measured on 100,000 keys of
+hash Redis keeps as a listpack (every field and value under 64 bytes, at most 64 fields; Redis
+itself keeps up to 128 that way by default) copies one prepared blob, and sets its expiry too.
+Plain views' rows (``hash_payloads``: the same fields in every row) and windowed views' tiles
+(``grouped_hash_payloads``: each key's fields from its rows) are written this way. Measured on 100,000 keys of
 the materialization benchmark's shape (Redis 7.0, by hand): 0.26-0.33 s of Redis CPU with
 ``HSET``, 0.14-0.16 s with ``RESTORE``.
 
@@ -26,7 +28,7 @@ import redis
 
 from skewless.stores.byte_columns import fixed_width, join_rows, variable_width
 
-__all__ = ["SMALL", "hash_payloads", "restores_hashes"]
+__all__ = ["SMALL", "grouped_hash_payloads", "hash_payloads", "restores_hashes"]
 
 SMALL = 64  # longest field or value (exclusive) a listpack entry of one header byte holds
 _MAX_ENTRIES = 128  # Redis's default hash-max-listpack-entries
@@ -59,19 +61,54 @@ def hash_payloads(fields: Sequence[bytes], values: Sequence[pa.Array]) -> pa.Arr
         return None
     lengths = np.stack([pc.binary_length(v).to_numpy(zero_copy_only=False) for v in values], axis=1)
     entries = [_entry(f) for f in fields]
-    total = 6 + sum(len(e) for e in entries) + (lengths + 2).sum(axis=1) + 1  # the listpack's bytes
+    parts: list[bytes | pa.Array] = []
+    for entry, value, length in zip(entries, values, lengths.T, strict=True):
+        parts += [entry, *_framed_entry(value, length)]
+    inner = sum(len(e) for e in entries) + (lengths + 2).sum(axis=1)
+    count = np.full(len(inner), 2 * len(fields))
+    return _payloads(parts, inner, count, (lengths >= SMALL).any(axis=1))
+
+
+def grouped_hash_payloads(fields: pa.Array, values: pa.Array, starts: np.ndarray) -> pa.Array:
+    """One hash per group of rows (``starts``: where each group begins, then the row count),
+    each row a field and its value, as a ``RESTORE`` payload; null for a group whose field or
+    value is not small, or that holds too many."""
+    field_lengths, value_lengths = (
+        pc.binary_length(c).to_numpy(zero_copy_only=False) for c in (fields, values)
+    )
+    items = join_rows([*_framed_entry(fields, field_lengths), *_framed_entry(values, value_lengths)])
+    offsets = np.frombuffer(items.buffers()[1], np.int64, len(items) + 1, items.offset * 8)
+    spans = pa.Array.from_buffers(  # zero-copy: a group's entries are the span of its rows
+        items.type, len(starts) - 1, [None, pa.py_buffer(offsets[starts]), items.buffers()[2]]
+    )
+    count = 2 * np.diff(starts)
+    longest = (
+        np.maximum.reduceat(np.maximum(field_lengths, value_lengths), starts[:-1]) if len(count) else count
+    )
+    return _payloads([spans], np.diff(offsets[starts]), count, (longest >= SMALL) | (count > _MAX_ENTRIES))
+
+
+def _framed_entry(data: pa.Array, lengths: np.ndarray) -> list[pa.Array]:
+    """A listpack entry around each string: its length byte, the bytes, the entry's length
+    (right for strings under ``SMALL`` bytes; longer ones are in rows the caller drops)."""
+    small = np.minimum(lengths, SMALL - 1).astype(np.uint8)
+    return [fixed_width((0x80 | small)[:, None]), data, fixed_width((1 + small)[:, None])]
+
+
+def _payloads(
+    entries: list[bytes | pa.Array], entry_bytes: np.ndarray, count: np.ndarray, too_big: np.ndarray
+) -> pa.Array:
+    """``RESTORE`` payloads around each row's listpack ``entries`` (``entry_bytes`` long,
+    ``count`` of them): the type, the listpack as an RDB string, the RDB version and the CRC;
+    null where ``too_big``."""
+    total = 6 + entry_bytes + 1  # the listpack's bytes: header, entries, end
     header = np.empty((len(total), 6), np.uint8)
     header[:, :4] = total.astype("<u4").view(np.uint8).reshape(-1, 4)
-    header[:, 4:] = np.frombuffer((2 * len(fields)).to_bytes(2, "little"), np.uint8)
-    parts: list[bytes | pa.Array] = [_TYPE_HASH_LISTPACK, _string_length(total), fixed_width(header)]
-    for entry, value, length in zip(entries, values, lengths.T, strict=True):
-        small = np.minimum(length, SMALL - 1).astype(np.uint8)  # long rows are dropped below
-        parts += [entry, fixed_width((0x80 | small)[:, None]), value, fixed_width((1 + small)[:, None])]
-    body = join_rows([*parts, _END])
+    header[:, 4:] = count.astype("<u2").view(np.uint8).reshape(-1, 2)
+    body = join_rows([_TYPE_HASH_LISTPACK, _string_length(total), fixed_width(header), *entries, _END])
     checksums = np.fromiter(map(_CRC.calc, body.to_pylist()), np.dtype("<u8"), len(body))
     payloads = join_rows([body, fixed_width(checksums.view(np.uint8).reshape(-1, 8))])
-    long_rows = pa.array((lengths >= SMALL).any(axis=1))
-    return pc.if_else(long_rows, pa.scalar(None, payloads.type), payloads)
+    return pc.if_else(pa.array(too_big), pa.scalar(None, payloads.type), payloads)
 
 
 def _entry(data: bytes) -> bytes:

@@ -68,6 +68,26 @@ def test_bulk_history_equals_replay(client: redis.Redis, events: list[oracle.Eve
         clear_view(client, bulk)
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=event_sets())
+def test_a_user_who_may_not_restore_leaves_the_same_state(
+    redis_url: str, no_restore_url: str, events: list[oracle.Event]
+) -> None:
+    """Each tile's RESTORE is refused, and written by HSET and PEXPIRE instead."""
+    client = redis.Redis.from_url(no_restore_url)
+    restored, refused = own_plan(ttl="90m"), own_plan(ttl="90m")
+    history = _frame(events).sort("account", "__ingest_us", "__ord", nulls_last=True)
+    try:
+        write_history(redis.Redis.from_url(redis_url), restored, history)
+        write_history(client, refused, history)
+        ours, theirs = _state(client, refused.name), _state(client, restored.name)
+        assert {k: v[:2] for k, v in ours.items()} == {k: v[:2] for k, v in theirs.items()}
+        assert all(ttl != -1 for _, _, ttl in ours.values())
+    finally:
+        clear_view(client, restored)
+        clear_view(client, refused)
+
+
 def test_an_empty_history_writes_nothing(client: redis.Redis) -> None:
     plan = own_plan()
     assert write_history(client, plan, _frame([])) == 0

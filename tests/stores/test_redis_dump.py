@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from skewless.stores.redis_dump import SMALL, hash_payloads, restores_hashes
+from skewless.stores.redis_dump import SMALL, grouped_hash_payloads, hash_payloads, restores_hashes
 
 # No value that reads as an integer: Redis's own listpack stores those as numbers.
 _TEXT = st.binary(max_size=SMALL - 1).filter(lambda b: not b.strip(b"-").isdigit())
@@ -49,6 +50,28 @@ def test_payloads_are_what_redis_dumps(strict_redis: redis.Redis, data: st.DataO
         assert payload == strict_redis.dump(f"own{i}")
         strict_redis.restore(f"restored{i}", 0, payload)
         assert strict_redis.hgetall(f"restored{i}") == dict(zip(fields, row, strict=True))
+
+
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.dictionaries(_TEXT, st.binary(max_size=SMALL + 5), min_size=1, max_size=70), max_size=6))
+def test_grouped_payloads_are_what_redis_dumps(
+    strict_redis: redis.Redis, hashes: list[dict[bytes, bytes]]
+) -> None:
+    fields = pa.array([f for h in hashes for f in h], pa.large_binary())
+    values = pa.array([v for h in hashes for v in h.values()], pa.large_binary())
+    starts = np.cumsum([0, *(len(h) for h in hashes)])
+    payloads = grouped_hash_payloads(fields, values, starts).to_pylist()
+    strict_redis.flushdb()
+    for i, (fields_values, payload) in enumerate(zip(hashes, payloads, strict=True)):
+        small = len(fields_values) <= 64 and all(len(v) < SMALL for v in fields_values.values())
+        assert (payload is not None) == small
+        if payload is None:
+            continue
+        strict_redis.restore(f"restored{i}", 0, payload)
+        assert strict_redis.hgetall(f"restored{i}") == fields_values
+        if not any(v.strip(b"-").isdigit() for v in fields_values.values()):  # Redis keeps those as numbers
+            strict_redis.hset(f"own{i}", mapping=fields_values)
+            assert payload == strict_redis.dump(f"own{i}")
 
 
 def test_a_row_with_a_long_value_is_left_to_hset(strict_redis: redis.Redis) -> None:
