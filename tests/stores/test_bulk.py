@@ -124,3 +124,12 @@ def test_refused_restores_are_written_instead_which_says_why_it_cannot(isolated_
     )
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         run_bulk(client, [failing])
+
+
+def test_a_command_answered_in_more_than_one_line_is_refused(isolated_redis_url: str) -> None:
+    """Replies are counted by lines, so a bulk write of GETs would be miscounted: refused."""
+    client = redis.Redis.from_url(isolated_redis_url)
+    client.set("k", "v")
+    with pytest.raises(ValueError, match="one line"):
+        run_bulk(client, [pack_commands([b"GET", pa.array([b"k", b"k"])])])
+    assert client.ping()
