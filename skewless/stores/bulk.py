@@ -175,6 +175,8 @@ class _OneLineReplies:
 
     def errors(self, count: int) -> list[tuple[int, hiredis.ReplyError]]:
         """Read the next ``count`` replies; the error replies among them, by position."""
+        if not count:  # an empty batch: no newline to look for
+            return []
         while self.lines < count:
             chunk = _receive(self.connection)
             self.chunks.append(chunk)

@@ -51,16 +51,17 @@ def test_a_column_with_nulls_is_refused() -> None:
 
 
 def _rpush(values: range) -> pa.Array:
-    return pack_commands([b"RPUSH", b"order", pa.array([str(i).encode() for i in values])])
+    return pack_commands([b"RPUSH", b"order", pa.array([str(i).encode() for i in values], pa.binary())])
 
 
 def test_batches_run_in_order_with_progress(isolated_redis_url: str) -> None:
     client = redis.Redis.from_url(isolated_redis_url)
     done: list[int] = []
-    batches = [_rpush(range(0, 5_000)), _rpush(range(5_000, 10_000)), _rpush(range(10_000, 12_345))]
+    batches = [_rpush(range(0, 5_000)), _rpush(range(5_000, 5_000)), _rpush(range(5_000, 10_000))]
+    batches.append(_rpush(range(10_000, 12_345)))
     assert run_bulk(client, batches, on_batch=done.append) == 12_345
     assert [int(x) for x in client.lrange("order", 0, -1)] == list(range(12_345))
-    assert done == [5_000, 10_000, 12_345]
+    assert done == [5_000, 5_000, 10_000, 12_345]  # an empty batch on the way changes nothing
     assert run_bulk(client, []) == 0
 
 
