@@ -55,18 +55,22 @@ def _text(value: object) -> str:
 
 def hash_payloads(fields: Sequence[bytes], values: Sequence[pa.Array]) -> pa.Array | None:
     """Each row's hash (``fields[i]`` set to its ``values[i]``, no nulls) as a ``RESTORE``
-    payload; None when a field is not small or there are too many for one listpack. Rows with a
-    value of ``SMALL`` bytes or more are null: the caller writes them another way."""
+    payload; None when a field is not small, there are too many for one listpack, or no row is
+    small. Rows with a value of ``SMALL`` bytes or more are null: the caller writes them another
+    way."""
     if len(fields) * 2 > _MAX_ENTRIES or any(len(f) >= SMALL for f in fields):
         return None
     lengths = np.stack([pc.binary_length(v).to_numpy(zero_copy_only=False) for v in values], axis=1)
+    too_big = (lengths >= SMALL).any(axis=1)
+    if too_big.all():  # a streamed view's marks, say: no payload to build
+        return None
     entries = [_entry(f) for f in fields]
     parts: list[bytes | pa.Array] = []
     for entry, value, length in zip(entries, values, lengths.T, strict=True):
         parts += [entry, *_framed_entry(value, length)]
     inner = sum(len(e) for e in entries) + (lengths + 2).sum(axis=1)
     count = np.full(len(inner), 2 * len(fields))
-    return _payloads(parts, inner, count, (lengths >= SMALL).any(axis=1))
+    return _payloads(parts, inner, count, too_big)
 
 
 def grouped_hash_payloads(fields: pa.Array, values: pa.Array, starts: np.ndarray) -> pa.Array:

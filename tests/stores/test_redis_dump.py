@@ -87,6 +87,7 @@ def test_long_or_many_fields_take_no_payload() -> None:
     column = pa.array([b"v"], pa.large_binary())
     assert hash_payloads([b"f" * SMALL], [column]) is None
     assert hash_payloads([b"f%d" % i for i in range(65)], [column] * 65) is None
+    assert hash_payloads([b"f"], [pa.array([b"x" * SMALL] * 3, pa.large_binary())]) is None  # no row is small
 
 
 def test_redis_6_restores_no_listpack(embedded_redis_url: str) -> None:
