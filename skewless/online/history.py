@@ -20,6 +20,7 @@ that this state equals the replay's, key by key.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -85,11 +86,15 @@ def _sliced(commands: pa.Array | Restores) -> Iterator[pa.Array | Restores]:
         for start in range(0, len(commands), _BATCH):
             yield commands.slice(start, _BATCH)
         return
-    instead = commands.instead
     for start in range(0, len(commands.commands), _BATCH):
         yield Restores(
-            commands.commands.slice(start, _BATCH), lambda positions, at=start: instead(positions + at)
+            commands.commands.slice(start, _BATCH), functools.partial(_shifted, commands.instead, start)
         )
+
+
+def _shifted(instead: Callable[[np.ndarray], pa.Array], at: int, positions: np.ndarray) -> pa.Array:
+    """``instead`` of a slice's ``positions``: those of the whole array, ``at`` rows on."""
+    return instead(positions + at)
 
 
 def _commands(plan: ViewPlan, chunk: pl.DataFrame, *, restore: bool) -> list[pa.Array | Restores]:

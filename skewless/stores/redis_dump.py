@@ -41,7 +41,7 @@ def restores_hashes(client: redis.Redis) -> bool:
     """Whether this Redis loads listpack payloads (7.0 and later). Asked with ``HELLO``, which
     every user may run (``INFO`` is often forbidden); a Redis before 6 does not know it."""
     try:
-        hello = client.execute_command("HELLO")
+        hello = client.execute_command("HELLO")  # type: ignore[no-untyped-call]
     except redis.ResponseError:
         return False
     pairs = zip(hello[::2], hello[1::2], strict=True) if isinstance(hello, list) else hello.items()
@@ -61,7 +61,7 @@ def hash_payloads(fields: Sequence[bytes], values: Sequence[pa.Array]) -> pa.Arr
     if len(fields) * 2 > _MAX_ENTRIES or any(len(f) >= SMALL for f in fields):
         return None
     lengths = np.stack([pc.binary_length(v).to_numpy(zero_copy_only=False) for v in values], axis=1)
-    too_big = (lengths >= SMALL).any(axis=1)
+    too_big = np.any(lengths >= SMALL, axis=1)
     if too_big.all():  # a streamed view's marks, say: no payload to build
         return None
     entries = [_entry(f) for f in fields]
