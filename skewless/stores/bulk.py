@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
-from skewless.stores.byte_columns import BYTES, decimal_text, join_rows
+from skewless.stores.byte_columns import BYTES, decimal_text, group_spans, join_rows, row_offsets
 
 __all__ = [
     "call_packed",
@@ -65,24 +65,15 @@ def pack_grouped(head: Sequence[bytes | pa.Array], items: Sequence[pa.Array], st
     fields, say. ``starts``: where each group begins in the item rows, then the row count."""
     if len(starts) < 2:
         return pa.array([], BYTES)
-    blobs = join_rows(_framed(items))  # the item rows' protocol, contiguous in one buffer
-    grouped = pa.Array.from_buffers(  # zero-copy: a group is the span of its rows' bytes
-        BYTES, len(starts) - 1, [None, pa.py_buffer(_offsets(blobs)[starts]), blobs.buffers()[2]]
-    )
+    grouped = group_spans(join_rows(_framed(items)), starts)  # the item rows' protocol, by group
     arity = len(head) + np.diff(starts) * len(items)
     return join_rows([b"*", decimal_text(pa.array(arity)), b"\r\n", *_framed(head), grouped])
-
-
-def _offsets(column: pa.Array) -> np.ndarray:
-    """Where each row of a ``large_binary`` column (or a slice of one) begins in its data, then
-    where the last ends."""
-    return np.frombuffer(column.buffers()[1], dtype=np.int64, count=len(column) + 1, offset=column.offset * 8)
 
 
 def _contiguous(column: pa.Array) -> memoryview:
     """Every row of a packed column (or a slice of one), which lie end to end in its data: one
     zero-copy view to send."""
-    offsets = _offsets(column)
+    offsets = row_offsets(column)
     return memoryview(column.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
 
 

@@ -14,7 +14,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["BYTES", "decimal_text", "fixed_width", "join_rows", "variable_width"]
+__all__ = [
+    "BYTES",
+    "decimal_text",
+    "fixed_width",
+    "group_spans",
+    "join_rows",
+    "row_offsets",
+    "variable_width",
+]
 
 BYTES = pa.large_binary()
 _EMPTY = pa.scalar(b"", BYTES)
@@ -37,6 +45,20 @@ def variable_width(rows: np.ndarray, lengths: np.ndarray) -> pa.Array:
 
 def _from_buffers(offsets: np.ndarray, data: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(BYTES, len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def row_offsets(column: pa.Array) -> np.ndarray:
+    """Where each row of a ``large_binary`` column (or a slice of one) begins in its data, then
+    where the last ends."""
+    return np.frombuffer(column.buffers()[1], dtype=np.int64, count=len(column) + 1, offset=column.offset * 8)
+
+
+def group_spans(rows: pa.Array, starts: np.ndarray) -> pa.Array:
+    """One byte string per group of ``rows`` (``large_binary``, rows end to end in its data, as
+    ``join_rows`` leaves them): the span of the group's rows, without a copy. ``starts``: where
+    each group begins, then the row count."""
+    spans = pa.py_buffer(row_offsets(rows)[starts])
+    return pa.Array.from_buffers(BYTES, len(starts) - 1, [None, spans, rows.buffers()[2]])
 
 
 def decimal_text(values: pa.Array) -> pa.Array:

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
-from skewless.stores.byte_columns import fixed_width, join_rows, variable_width
+from skewless.stores.byte_columns import fixed_width, group_spans, join_rows, row_offsets, variable_width
 
 __all__ = ["SMALL", "grouped_hash_payloads", "hash_payloads", "restores_hashes"]
 
@@ -81,15 +81,14 @@ def grouped_hash_payloads(fields: pa.Array, values: pa.Array, starts: np.ndarray
         pc.binary_length(c).to_numpy(zero_copy_only=False) for c in (fields, values)
     )
     items = join_rows([*_framed_entry(fields, field_lengths), *_framed_entry(values, value_lengths)])
-    offsets = np.frombuffer(items.buffers()[1], np.int64, len(items) + 1, items.offset * 8)
-    spans = pa.Array.from_buffers(  # zero-copy: a group's entries are the span of its rows
-        items.type, len(starts) - 1, [None, pa.py_buffer(offsets[starts]), items.buffers()[2]]
-    )
     count = 2 * np.diff(starts)
     longest = (
         np.maximum.reduceat(np.maximum(field_lengths, value_lengths), starts[:-1]) if len(count) else count
     )
-    return _payloads([spans], np.diff(offsets[starts]), count, (longest >= SMALL) | (count > _MAX_ENTRIES))
+    entry_bytes = np.diff(row_offsets(items)[starts])
+    return _payloads(
+        [group_spans(items, starts)], entry_bytes, count, (longest >= SMALL) | (count > _MAX_ENTRIES)
+    )
 
 
 def _framed_entry(data: pa.Array, lengths: np.ndarray) -> list[bytes | pa.Array]:
