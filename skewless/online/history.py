@@ -20,7 +20,6 @@ that this state equals the replay's, key by key.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -29,7 +28,15 @@ import pyarrow as pa
 import redis
 
 from skewless._errors import StoreError
-from skewless.stores.bulk import Restores, frame_commands, pack_commands, pack_grouped, run_bulk, text_column
+from skewless.stores.bulk import (
+    Restores,
+    frame_commands,
+    pack_commands,
+    pack_grouped,
+    restored_or,
+    run_bulk,
+    text_column,
+)
 from skewless.stores.byte_columns import BYTES, decimal_text
 from skewless.stores.redis_dump import grouped_hash_payloads, restores_hashes
 from skewless.stores.redis_layout import HWM_MEMBER, SEEN_KEY
@@ -59,7 +66,8 @@ def write_history(
     def batches() -> Iterator[pa.Array | Restores]:
         for chunk in _entity_chunks(counted):
             for packed in _commands(plan, chunk, restore=restore):
-                yield from _sliced(packed)
+                for start in range(0, len(packed), _BATCH):
+                    yield packed.slice(start, _BATCH)
             on_progress(int(chunk["__end"][0]), counted.height)
 
     try:
@@ -78,23 +86,6 @@ def _entity_chunks(counted: pl.DataFrame) -> Iterator[pl.DataFrame]:
     cuts = np.unique(first[np.searchsorted(first, np.arange(0, counted.height, _CHUNK))])
     for start, end in zip(cuts, [*cuts[1:], counted.height], strict=True):
         yield counted.slice(start, end - start).with_columns(__end=pl.lit(end))
-
-
-def _sliced(commands: pa.Array | Restores) -> Iterator[pa.Array | Restores]:
-    """``commands`` in batches of at most ``_BATCH``."""
-    if not isinstance(commands, Restores):
-        for start in range(0, len(commands), _BATCH):
-            yield commands.slice(start, _BATCH)
-        return
-    for start in range(0, len(commands.commands), _BATCH):
-        yield Restores(
-            commands.commands.slice(start, _BATCH), functools.partial(_shifted, commands.instead, start)
-        )
-
-
-def _shifted(instead: Callable[[np.ndarray], pa.Array], at: int, positions: np.ndarray) -> pa.Array:
-    """``instead`` of a slice's ``positions``: those of the whole array, ``at`` rows on."""
-    return instead(positions + at)
 
 
 def _commands(plan: ViewPlan, chunk: pl.DataFrame, *, restore: bool) -> list[pa.Array | Restores]:
@@ -154,22 +145,13 @@ def _restored_hashes(fields: pl.DataFrame) -> list[pa.Array | Restores]:
     """A RESTORE with its expiry of each tile whose hash is small; the others, and any tile
     Redis refuses to restore, by HSET and PEXPIRE (``_grouped``)."""
     rows, starts, keys = _key_groups(fields)
-    ttl = _longest_ttl(rows, starts)
     payloads = grouped_hash_payloads(text_column(rows, "field"), text_column(rows, "value"), starts)
-    small = payloads.is_valid().to_numpy(zero_copy_only=False)
-    restored = keys.filter(small)
 
-    def written(chosen: pa.Array) -> pa.Array:
-        chosen_rows = fields.filter(pl.col("key").is_in(pl.Series(chosen).implode()))
-        return pa.concat_arrays(list(_grouped(b"HSET", chosen_rows, "field", "value")))
+    def written(positions: np.ndarray) -> pa.Array:
+        chosen = fields.filter(pl.col("key").is_in(pl.Series(keys.take(pa.array(positions))).implode()))
+        return pa.concat_arrays(list(_grouped(b"HSET", chosen, "field", "value")))
 
-    restores = pack_commands(
-        [b"RESTORE", restored, decimal_text(pa.array(ttl[small])), payloads.filter(small)]
-    )
-    return [
-        Restores(restores, lambda positions: written(restored.take(positions))),
-        written(keys.filter(~small)),
-    ]
+    return restored_or(keys, decimal_text(pa.array(_longest_ttl(rows, starts))), payloads, written)
 
 
 def _grouped(command: bytes, frame: pl.DataFrame, *columns: str) -> tuple[pa.Array, pa.Array]:

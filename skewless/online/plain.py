@@ -12,7 +12,7 @@ import pyarrow as pa
 import redis
 
 from skewless._errors import StoreError
-from skewless.stores.bulk import Restores, pack_commands, run_bulk
+from skewless.stores.bulk import Restores, pack_commands, restored_or, run_bulk
 from skewless.stores.byte_columns import decimal_text
 from skewless.stores.feast_format import (
     WRITE_SCRIPT,
@@ -158,7 +158,7 @@ def encoded_batches(
             yield pack_commands([*head, *_row_args(plan, project, chunk, newer_only=newer_only)])
 
 
-def _restores(plan: ViewPlan, project: str, rows: pl.DataFrame) -> Iterator[pa.Array | Restores]:
+def _restores(plan: ViewPlan, project: str, rows: pl.DataFrame) -> list[pa.Array | Restores]:
     """``RESTORE`` of each row whose hash is small (a row Redis refuses is written by ``HSET``
     instead), then ``HSET`` of the others."""
     key, *pairs = _row_args(plan, project, rows, newer_only=False)
@@ -166,19 +166,12 @@ def _restores(plan: ViewPlan, project: str, rows: pl.DataFrame) -> Iterator[pa.A
     fields = [f for f in pairs[::2] if isinstance(f, bytes)]
     payloads = hash_payloads(fields, [v for v in pairs[1::2] if isinstance(v, pa.Array)])
     if payloads is None:
-        yield pack_commands([b"HSET", key, *pairs])
-        return
-    small = payloads.is_valid().to_numpy(zero_copy_only=False)
-    restored = np.flatnonzero(small)
+        return [pack_commands([b"HSET", key, *pairs])]
 
     def hset(positions: np.ndarray) -> pa.Array:
         return pack_commands([b"HSET", *_row_args(plan, project, rows[positions], newer_only=False)])
 
-    if len(restored):
-        commands = pack_commands([b"RESTORE", key.filter(small), b"0", payloads.filter(small)])
-        yield Restores(commands, lambda positions: hset(restored[positions]))
-    if len(restored) < rows.height:
-        yield hset(np.flatnonzero(~small))
+    return restored_or(key, b"0", payloads, hset)
 
 
 def _row_args(

@@ -33,6 +33,7 @@ __all__ = [
     "pack_commands",
     "pack_grouped",
     "Restores",
+    "restored_or",
     "run_bulk",
     "text_column",
 ]
@@ -105,6 +106,33 @@ class Restores:
 
     commands: pa.Array
     instead: Callable[[np.ndarray], pa.Array]
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    def slice(self, start: int, length: int) -> Restores:
+        """Rows ``start`` to ``start + length``, as ``pa.Array.slice``: a refused row's position
+        still reaches ``instead`` as the whole batch's."""
+        return Restores(self.commands.slice(start, length), lambda positions: self.instead(positions + start))
+
+
+def restored_or(
+    keys: pa.Array, ttl: bytes | pa.Array, payloads: pa.Array, written: Callable[[np.ndarray], pa.Array]
+) -> list[pa.Array | Restores]:
+    """A ``RESTORE`` (with ``ttl``: a constant, or a column of ms) of each key whose payload is
+    not null, any Redis refuses written by ``written(positions)`` instead; then the rows without
+    a payload, by ``written`` too. Positions are rows of ``keys``."""
+    small = payloads.is_valid().to_numpy(zero_copy_only=False)
+    restored, others = np.flatnonzero(small), np.flatnonzero(~small)
+    batches: list[pa.Array | Restores] = []
+    if len(restored):
+        chosen = pa.array(restored)
+        expiry = ttl if isinstance(ttl, bytes) else ttl.take(chosen)
+        commands = pack_commands([b"RESTORE", keys.take(chosen), expiry, payloads.take(chosen)])
+        batches.append(Restores(commands, lambda positions: written(restored[positions])))
+    if len(others):
+        batches.append(written(others))
+    return batches
 
 
 def run_bulk(

@@ -134,3 +134,20 @@ def test_a_command_answered_in_more_than_one_line_is_refused(isolated_redis_url:
     with pytest.raises(ValueError, match="one line"):
         run_bulk(client, [pack_commands([b"GET", pa.array([b"k", b"k"])])])
     assert client.ping()
+
+
+def test_a_slice_of_restores_reports_refused_rows_of_the_whole_batch(isolated_redis_url: str) -> None:
+    client = redis.Redis.from_url(isolated_redis_url)
+    client.set("payload", "v")
+    client.set("s3", "exists")
+    keys = pa.array([b"s0", b"s1", b"s2", b"s3"])
+    refused: list[list[int]] = []
+
+    def instead(positions: np.ndarray) -> pa.Array:
+        refused.append(positions.tolist())
+        return pack_commands([b"SET", keys.take(positions), b"instead"])
+
+    restores = Restores(pack_commands([b"RESTORE", keys, b"0", client.dump("payload")]), instead)
+    assert len(restores) == 4
+    assert run_bulk(client, [restores.slice(0, 2), restores.slice(2, 2)]) == 4
+    assert refused == [[3]] and client.mget("s0", "s3") == [b"v", b"instead"]
