@@ -18,15 +18,15 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skewless.stores.byte_columns import BYTES
+from skewless.stores.byte_columns import BYTES, group_spans
 from skewless.stores.redis_layout import APPLY_SCRIPT, LATEST_KEY, SEEN_KEY
 from skewless.transforms.compiled import ViewPlan
 from skewless.transforms.tile_updates import merged_updates, state_keys
 
 __all__ = ["ScriptCalls", "script_calls"]
 
-#: A command's header; ``{}``: its argument count, then its arguments after the script's hash.
-_HEAD = "*{}\r\n$7\r\nEVALSHA\r\n$40\r\n" + hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest() + "\r\n{}"
+#: A command's header; ``{}``: its argument count (the script's hash and its arguments follow).
+_HEAD = "*{}\r\n$7\r\nEVALSHA\r\n$40\r\n" + hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest() + "\r\n"
 _FIRST_TILE_KEY = 3  # KEYS[1..2] are the entity's seen set and latest
 
 
@@ -52,7 +52,9 @@ def script_calls(plan: ViewPlan, events: pl.DataFrame, low_us: int | None = None
         events.rename({"__group": "__label"})
         .with_columns(__group=first)
         .with_columns(
-            pl.col("__group").first().over("__label"), __now=pl.col("__ingest_us").min().over("__label")
+            pl.col("__group").first().over("__label"),
+            __now=pl.col("__ingest_us").min().over("__label"),
+            __deadline=pl.col("__event_us") + plan.lateness_us,  # when a copy of the event is too late
         )
     )
     per_call = (
@@ -67,45 +69,43 @@ def script_calls(plan: ViewPlan, events: pl.DataFrame, low_us: int | None = None
         .with_columns(__low=pl.col("__now") if low_us is None else pl.min_horizontal("__now", pl.lit(low_us)))
     )
     calls, updates = _collect(per_call, merged_updates(plan, frame.lazy(), events.schema))
-    keys = (  # each call's tile and set keys, numbered as the script's KEYS
+    # Sorted by key, a call's keys are numbered as they come (the script's KEYS) and a key's ops
+    # lie together (the script adds a set's values in one call). Every op of a key asks for the
+    # same expiry: its tile's end, from its call's ``__now``.
+    new_group = pl.col("__group") != pl.col("__group").shift()
+    new_key = (
+        new_group
+        | (pl.col("__kind") != pl.col("__kind").shift())
+        | (pl.col("__tile") != pl.col("__tile").shift())
+    ).fill_null(True)
+    key_number = new_key.cum_sum()
+    first_of_call = pl.when(new_group.fill_null(True)).then(key_number).forward_fill()
+    (ops,) = _collect(
         updates.lazy()
-        .group_by("__group", "__kind", "__tile")
-        .agg(pl.col("ttl").max())
-        .sort("__group", "__kind", "__tile")
-        .with_columns(__index=pl.int_range(pl.len()).over("__group") + _FIRST_TILE_KEY)
+        .sort("__group", "__kind", "__tile", "field", "value")
+        .with_columns(__index=key_number - first_of_call + _FIRST_TILE_KEY, __new=new_key)
     )
-    key_ops = (  # a key's ops together: the script adds a set's values in one call
-        updates.lazy()
-        .join(keys.select("__group", "__kind", "__tile", "__index"), on=["__group", "__kind", "__tile"])
-        .sort("__group", "__index", "field", "value")
+    (live,) = _collect(  # each call's tile and set keys
+        ops.lazy()
+        .filter("__new")
+        .join(calls.lazy().select("__group", "__tag"), on="__group", maintain_order="left")
+        .with_columns(key=state_keys(plan, pl.col("__tag")))
     )
-    live, ops = _collect(
-        keys.join(calls.lazy().select("__group", "__tag"), on="__group").with_columns(
-            key=state_keys(plan, pl.col("__tag"))
-        ),
-        key_ops,
+    counts = calls.with_columns(
+        __live=_per_call(live, calls.height),
+        __ops=_per_call(ops, calls.height),
+        __latest_ttl=pl.lit(_latest_ttl_ms(plan)),
     )
-    counts = calls.with_columns(__live=_per_call(live, calls.height), __ops=_per_call(ops, calls.height))
-    arguments = pl.concat([
-        _segment(0, counts, pl.col("__live") + _FIRST_TILE_KEY - 1, pl.format(SEEN_KEY, "__tag"), pl.format(LATEST_KEY, "__tag")),
-        _segment(1, live, "key"),
-        _segment(2, counts, "__now", "__low", "__events"),
-        _segment(3, frame, pl.format("{}@{}", "__id", "__event_us"), pl.col("__event_us") + plan.lateness_us),
-        _segment(4, counts, "__latest", pl.lit(_latest_ttl_ms(plan)), "__ops"),
-        _segment(5, ops, "__index", "op", "field", "value"),
-        _segment(6, counts, "__live"),
-        _segment(7, live, "__index", "ttl"),
-    ])  # fmt: skip
-    (commands,) = _collect(
-        arguments.sort("__group", "__seg", maintain_order=True)
-        .group_by("__group", maintain_order=True)
-        .agg(pl.col("__n").sum(), pl.col("__arg").str.join())
-        .select(pl.format(_HEAD, pl.col("__n") + 2, "__arg"))
-    )
+    rows = {"calls": counts, "keys": live, "events": frame, "ops": ops}
+    arguments = pl.concat([rows[part].lazy().select("__group", *columns) for part, columns in _SIGNATURE])
+    (pieces,) = _collect(arguments.sort("__group", "__seg", maintain_order=True))
+    # A call's pieces lie end to end once sorted: each command is their span, not a copy.
+    starts = np.zeros(calls.height + 1, dtype=np.int64)
+    np.cumsum(_per_call(pieces, calls.height), out=starts[1:])
     return ScriptCalls(
         calls["__label"].to_list(),
         calls["__events"].to_list(),
-        pc.cast(commands.to_series().to_arrow(), BYTES),
+        group_spans(pc.cast(pieces["__arg"].to_arrow(), BYTES), starts),
     )
 
 
@@ -125,21 +125,35 @@ def _per_call(rows: pl.DataFrame, calls: int) -> np.ndarray:
     return np.bincount(rows["__group"].to_numpy(), minlength=calls)
 
 
-def _segment(order: int, frame: pl.DataFrame | pl.LazyFrame, *arguments: str | pl.Expr) -> pl.LazyFrame:
-    """Each row's ``arguments`` as text in the Redis protocol (``$<length>``, the text), for the
-    ``order``-th part of its call's signature."""
+def _framed(order: int, *arguments: str | pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """A part of a call's signature, ``order``-th: a row's ``arguments`` as text in the Redis
+    protocol (``$<length>``, the text), as ``__seg`` and ``__arg``."""
     texts = [(pl.col(a) if isinstance(a, str) else a).cast(pl.String) for a in arguments]
     framed = [
         piece
         for text in texts
         for piece in (pl.lit("$"), text.str.len_bytes(), pl.lit("\r\n"), text, pl.lit("\r\n"))
     ]
-    return frame.lazy().select(
-        "__group",
-        pl.lit(order, pl.Int8).alias("__seg"),
-        pl.lit(len(texts), pl.UInt32).alias("__n"),
-        pl.concat_str(framed).alias("__arg"),
-    )
+    return pl.lit(order, pl.Int8).alias("__seg"), pl.concat_str(framed).alias("__arg")
+
+
+#: A command, part by part: which rows make each part (a row per call, key, event or op), and
+#: its text. The header counts EVALSHA's arguments: the hash, then APPLY_SCRIPT's signature
+#: (stores/redis_layout.py). Built once, at import: they are the same for every batch.
+_SIGNATURE: tuple[tuple[str, tuple[pl.Expr, pl.Expr]], ...] = (
+    ("calls", (
+        pl.lit(-1, pl.Int8).alias("__seg"),
+        pl.format(_HEAD, 12 + 3 * pl.col("__live") + 2 * pl.col("__events") + 4 * pl.col("__ops")).alias("__arg"),
+    )),
+    ("calls", _framed(0, pl.col("__live") + _FIRST_TILE_KEY - 1, pl.format(SEEN_KEY, "__tag"), pl.format(LATEST_KEY, "__tag"))),
+    ("keys", _framed(1, "key")),
+    ("calls", _framed(2, "__now", "__low", "__events")),
+    ("events", _framed(3, pl.format("{}@{}", "__id", "__event_us"), "__deadline")),
+    ("calls", _framed(4, "__latest", "__latest_ttl", "__ops")),
+    ("ops", _framed(5, "__index", "op", "field", "value")),
+    ("calls", _framed(6, "__live")),
+    ("keys", _framed(7, "__index", "ttl")),
+)  # fmt: skip
 
 
 def _latest_ttl_ms(plan: ViewPlan) -> int:
