@@ -176,7 +176,7 @@ def _split(value: pl.Expr) -> list[pl.Expr]:
     return [(value - floor * HIGH - carry * HIGH).alias("__v"), (floor + carry).alias("__h")]
 
 
-def _increment(by: list[str], column: str, field: str) -> list[pl.Expr]:
+def _increment(by: list[str], column: str, field: str) -> list[str | pl.Expr]:
     """An ``inc`` of ``field`` by ``column``, for each merged row."""
     return [
         *by,
