@@ -20,9 +20,10 @@ demo: $(STAMP)  ## Generate the example data, apply the example repo, plan it ag
 test: $(STAMP)  ## Run the whole suite against real Redis and PostgreSQL (see README).
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## Style (ruff) and types (mypy --strict on the package).
 	$(BIN)/ruff check skewless tests alembic feature_repo bench
 	$(BIN)/ruff format --check skewless tests alembic feature_repo bench
+	$(BIN)/mypy skewless
 
 bench: $(STAMP)  ## Benchmarks side by side with Feast; results in docs/benchmarks.md.
 	$(BIN)/python -m bench

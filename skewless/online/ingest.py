@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 import redis
@@ -87,7 +87,7 @@ class StreamIngestor:
         # The same connections, replies left as hiredis reads them: redis-py's parsing of a
         # batch of entries into dicts cost more than reading them.
         self._raw = redis.Redis(connection_pool=client.connection_pool)
-        self._raw.response_callbacks = {}
+        self._raw.response_callbacks = {}  # type: ignore[assignment]  # redis-py types it as its own dict class
         self.repo_root = repo_root
         self.sources = plans_by_source
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -203,7 +203,7 @@ class StreamIngestor:
         removed from the group."""
         if time.monotonic() < self._next_claim.get(stream, 0.0):
             return []
-        claimed = self._raw.execute_command(
+        claimed = self._raw.execute_command(  # type: ignore[no-untyped-call]
             "XAUTOCLAIM", stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", "COUNT", self.batch_size
         )
         entries = [(entry_id, fields) for entry_id, fields in claimed[1] if fields is not None]
@@ -215,7 +215,7 @@ class StreamIngestor:
 
     def _read(self, stream: str, since: str, *, block: bool = False) -> list[Entry]:
         waiting = ("BLOCK", self.block_ms) if block else ()
-        reply = self._raw.execute_command(
+        reply = self._raw.execute_command(  # type: ignore[no-untyped-call]
             "XREADGROUP",
             "GROUP",
             GROUP,
@@ -247,7 +247,7 @@ class StreamIngestor:
         """An ingest time no event still to be delivered precedes: the batch's earliest, or the
         group's oldest pending entry (another consumer's batch, not yet written), less a second
         for a producer that stamped an entry's ``__ingest_us`` on a clock behind Redis's."""
-        oldest = self.client.xpending(stream, GROUP)["min"]
+        oldest = cast(dict[str, Any], self.client.xpending(stream, GROUP))["min"]
         if oldest is None:
             return batch_us
         millis, _ = entry_position(oldest)
@@ -301,7 +301,7 @@ class StreamIngestor:
         """Entries not yet delivered to the group, per stream (Redis ≥ 7 reports it)."""
         lags = {}
         for source, _ in self.sources.values():
-            groups = self.client.xinfo_groups(str(source.stream))
+            groups = cast(list[dict[str, Any]], self.client.xinfo_groups(str(source.stream)))
             info = next((g for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
             lags[str(source.stream)] = int(info.get("lag") or 0) if info else 0
         self.stats.last_lag = lags

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import polars as pl
 import redis
@@ -57,9 +58,9 @@ def clear_view(client: redis.Redis, plan: ViewPlan) -> int:
     for key in client.scan_iter(match=f"skl:{{{plan.name}|*", count=5_000):
         batch.append(key)
         if len(batch) == 5_000:
-            removed += client.delete(*batch)
+            removed += cast(int, client.delete(*batch))
             batch = []
-    return removed + (client.delete(*batch) if batch else 0)
+    return removed + (cast(int, client.delete(*batch)) if batch else 0)
 
 
 def _available(events: pl.DataFrame, low_us: int | None, now_us: int) -> pl.DataFrame:

@@ -120,7 +120,7 @@ def push_events(client: redis.Redis, source: EventSource, events: pl.DataFrame |
     frame = _check(source, frame)
     pipe = client.pipeline(transaction=False)
     for row in frame.iter_rows(named=True):
-        fields = {
+        fields: dict[Any, Any] = {
             k: (v.isoformat() if isinstance(v, datetime) else str(v)) for k, v in row.items() if v is not None
         }
         pipe.xadd(source.stream, fields)

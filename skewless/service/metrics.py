@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from typing import Any, cast
 
 import redis
 from prometheus_client import (
@@ -96,12 +97,16 @@ class ServiceMetrics:
         must answer then too)."""
         client = self.store.redis
         with contextlib.suppress(redis.RedisError):
-            self.backlog.set(client.xlen(LOG_STREAM))
+            self.backlog.set(cast(int, client.xlen(LOG_STREAM)))
             for stream in self.streams:
-                groups = client.xinfo_groups(stream) if client.exists(stream) else []
+                groups = (
+                    cast(list[dict[str, Any]], client.xinfo_groups(stream)) if client.exists(stream) else []
+                )
                 group = next((g for g in groups if g["name"] in (b"skewless", "skewless")), None)
                 # Before `skewless ingest` first runs there is no group: every entry is waiting.
-                self.ingest_lag.labels(stream).set(int(group["lag"] or 0) if group else client.xlen(stream))
+                self.ingest_lag.labels(stream).set(
+                    int(group["lag"] or 0) if group else cast(int, client.xlen(stream))
+                )
                 self.consumers.labels(stream).set(len(alive(client, stream)))
                 for kind, count in dead_letter_counts(client, stream).items():
                     self.dead_letters.labels(stream, kind).set(count)

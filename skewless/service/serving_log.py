@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgpack
 import orjson
@@ -172,10 +172,12 @@ def drain_serving_log(
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
-    reply = client.xreadgroup(LOG_GROUP, consumer, {LOG_STREAM: "0"}, count=count) or []
+    reply: Any = client.xreadgroup(LOG_GROUP, consumer, {LOG_STREAM: "0"}, count=count) or []
     entries = reply[0][1] if reply and reply[0][1] else []
     if not entries:
-        claimed = client.xautoclaim(LOG_STREAM, LOG_GROUP, consumer, claim_idle_ms, "0-0", count=count)[1]
+        claimed = cast(
+            list[Any], client.xautoclaim(LOG_STREAM, LOG_GROUP, consumer, claim_idle_ms, "0-0", count=count)
+        )[1]
         entries = [entry for entry in claimed if entry[1] is not None]
         if not entries:  # nothing left to claim: workers that died can leave the group
             forget_idle(client, LOG_STREAM, LOG_GROUP, idle_ms=claim_idle_ms, keep={consumer})

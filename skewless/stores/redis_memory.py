@@ -9,6 +9,8 @@ twice. So skewless warns when Redis may evict.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import redis
 
 __all__ = ["FULL", "eviction_warning", "has_room"]
@@ -19,7 +21,7 @@ FULL = "Redis is full (used memory above its maxmemory) and refuses writes; rais
 
 def has_room(client: redis.Redis) -> bool:
     """True when Redis uses less memory than its ``maxmemory`` (or has none)."""
-    memory = client.info("memory")
+    memory = cast(dict[str, Any], client.info("memory"))
     limit = int(memory.get("maxmemory", 0))
     return limit == 0 or int(memory.get("used_memory", 0)) < limit
 
@@ -29,7 +31,7 @@ def eviction_warning(client: redis.Redis) -> str:
     when Redis does not say (``INFO`` disabled, as some managed services do, or Redis away: the
     command that asked reports that itself)."""
     try:
-        memory = client.info("memory")
+        memory = cast(dict[str, Any], client.info("memory"))
     except redis.RedisError:
         return ""
     policy = str(memory.get("maxmemory_policy", "noeviction"))

@@ -16,6 +16,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 import redis
 
@@ -75,7 +76,7 @@ def _writable(client: redis.Redis) -> bool:
     """Whether the address now reaches a primary: connections are opened afresh, since a
     failover may have moved the name to another server."""
     client.connection_pool.disconnect()
-    return client.info("replication").get("role") == "master"
+    return cast(dict[str, Any], client.info("replication")).get("role") == "master"
 
 
 def ride_out_outages(

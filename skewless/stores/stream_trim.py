@@ -8,6 +8,8 @@ event ever appended in Redis's memory.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import redis
 
 __all__ = ["entry_position", "first_needed", "trim_acknowledged"]
@@ -26,12 +28,14 @@ def first_needed(client: redis.Redis, stream: str) -> bytes | str | None:
     the last it was given and all after it (a group that has read nothing needs the whole
     stream); every entry before the earliest of these is acknowledged by all."""
     try:
-        groups = client.xinfo_groups(stream)
+        groups = cast(list[dict[str, Any]], client.xinfo_groups(stream))
     except redis.ResponseError:  # no such stream: nobody can be given anything
         return None
     needed = []
     for group in groups:
-        oldest = client.xpending(stream, group["name"])["min"] if group["pending"] else None
+        oldest = (
+            cast(dict[str, Any], client.xpending(stream, group["name"]))["min"] if group["pending"] else None
+        )
         needed.append(oldest or group["last-delivered-id"])
     return min(needed, key=entry_position) if needed else None
 

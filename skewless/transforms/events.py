@@ -7,6 +7,7 @@ batch.first_copies); the parity tests hold the two to each other.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 
@@ -42,7 +43,7 @@ def reject_reasons(plan: ViewPlan, events: pl.DataFrame) -> pl.DataFrame:
         pl.lit("") if source.event_id is None else pl.col(source.event_id).cast(pl.String).fill_null("")
     )
     delay = pl.col("__ingest_us") - pl.col("__event_us")
-    reason = pl.when(pl.col(source.event_time).is_null()).then(
+    reason: Any = pl.when(pl.col(source.event_time).is_null()).then(  # Then, then ChainedThen
         pl.lit(f"missing event time '{source.event_time}'")
     )
     for key in plan.join_keys:
