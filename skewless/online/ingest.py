@@ -82,6 +82,7 @@ class StreamIngestor:
         claim_idle_ms: int = 30_000,
         trim_every_s: float = 1.0,
         dead_letter_max: int = DEAD_LETTER_MAX,
+        linger_s: float = 0.0,
     ) -> None:
         self.client = client
         # The same connections, replies left as hiredis reads them: redis-py's parsing of a
@@ -97,6 +98,8 @@ class StreamIngestor:
         self._next_claim: dict[str, float] = {}  # per stream: when to look for a dead consumer's entries
         self.trim_every_s = trim_every_s
         self.dead_letter_max = dead_letter_max
+        self.linger_s = linger_s
+        self._read_at: dict[str, float] = {}  # per stream: when a batch short of full was read
         self._next_trim: dict[str, float] = {}  # per stream: when to trim it next
         self._next_mark = 0.0  # when to mark this consumer alive next
         self.executor = IncrementalExecutor(client, project=project)
@@ -146,6 +149,7 @@ class StreamIngestor:
             while not until():
                 self._mark_alive()
                 for source, plans in self.sources.values():
+                    self._linger(str(source.stream))
                     # This consumer's unacknowledged entries include the batch being written.
                     batch = self._prepare(source, plans, own_pending=in_flight is None)
                     if in_flight is not None:
@@ -172,6 +176,16 @@ class StreamIngestor:
             self._next_mark = time.monotonic() + 1.0
             for source, _ in self.sources.values():
                 mark_alive(self.client, str(source.stream), self.consumer)
+
+    def _linger(self, stream: str) -> None:
+        """After a batch short of full, wait until ``linger_s`` has passed since it was read,
+        so that the next one gathers what arrives meanwhile. A small batch costs ``ingest``
+        about as much CPU as one of a few hundred events (docs/architecture.md, "Streams"): at
+        low rates fewer, larger batches cost less, and each event waits up to ``linger_s``
+        longer."""
+        read_at = self._read_at.pop(stream, None)
+        if read_at is not None:
+            time.sleep(max(0.0, read_at + self.linger_s - time.monotonic()))
 
     def step(self) -> int:
         """Read, apply and acknowledge one batch per source, without overlap (tests, tools)."""
@@ -234,6 +248,8 @@ class StreamIngestor:
     ) -> _Batch | None:
         """The next batch of ``source``: read, parsed, its writes prepared."""
         entries = self._next_entries(str(source.stream), own_pending=own_pending)
+        if self.linger_s and 0 < len(entries) < self.batch_size:
+            self._read_at[str(source.stream)] = time.monotonic()
         if not entries:
             return None
         frame, bad = parse_entries(source, entries, first_ord=_entry_ord(entries[0][0]))

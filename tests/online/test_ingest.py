@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -439,6 +440,31 @@ def test_consumers_finishing_out_of_order_lose_nothing(
     assert first.stats.applied == 1 and first.stats.duplicates == 0
     count = store.get_online_features(["card_activity:count_24h"], {"card_id": ["c000001"]})
     assert count.values == [[2]]
+    _assert_online_equals_offline(store)
+
+
+def test_lingering_reads_fewer_larger_batches_and_applies_every_event(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    """With ``linger_s``, a batch short of full is followed by a wait: events pushed one at a
+    time every 20 ms are read in batches at most one per linger, and every one is applied."""
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    events = _events(60).head(60)  # no copies: 60 distinct events
+    ingestor = store.ingestor(batch_size=1_000, linger_s=0.3)
+
+    def push_slowly() -> None:
+        for i in range(events.height):
+            store.push("transactions", events.slice(i, 1))
+            time.sleep(0.02)
+
+    pusher = threading.Thread(target=push_slowly)
+    started = time.monotonic()
+    pusher.start()
+    ingestor.run(until=lambda: ingestor.stats.events >= 60 or time.monotonic() - started > 30)
+    elapsed = time.monotonic() - started
+    pusher.join()
+    assert ingestor.stats.events == ingestor.stats.applied == 60
+    assert ingestor.stats.batches <= 2 + elapsed / 0.3  # without lingering: about one per event
     _assert_online_equals_offline(store)
 
 
