@@ -141,6 +141,9 @@ def ingest(
     `<stream>:dead` with the reason (see them with `skewless dead-letters`). Entries every
     consumer group has acknowledged are trimmed from the stream once a second. When Redis goes
     away, it waits for it and goes on where it was.
+
+    Every 5 seconds, and when it stops, it prints the events read (and their rate), applied,
+    duplicate and dead-lettered, and the lag: entries not yet read.
     """
     store = FeatureStore(settings=Settings.load(repo))
     warn_if_evicting(store.redis)
@@ -156,27 +159,30 @@ def ingest(
     streams = ", ".join(str(s.stream) for s, _ in ingestor.sources.values())
     err_console.print(f"Ingesting {streams} as consumer '{ingestor.consumer}' (Ctrl-C to stop).")
 
+    reported = 0  # events at the last report
+
     def done() -> bool:
-        nonlocal last_report
+        nonlocal last_report, reported
         now = time.monotonic()
         if now - last_report >= 5:
-            _report(ingestor)
-            last_report = now
+            _report(ingestor, f"{(ingestor.stats.events - reported) / (now - last_report):,.0f}/s")
+            last_report, reported = now, ingestor.stats.events
         return stopping() or (seconds is not None and now - started >= seconds)
 
     ingestor.run(until=done, on_outage=lambda message: err_console.print(message, highlight=False))
-    _report(ingestor)
+    _report(ingestor, f"{ingestor.stats.events / (time.monotonic() - started):,.0f}/s on average")
     store.close()
 
 
-def _report(ingestor: StreamIngestor) -> None:
+def _report(ingestor: StreamIngestor, rate: str) -> None:
+    """A line of counts so far, with the rate since the last line (``rate``)."""
     stats = ingestor.stats
     try:
         lag = f"{sum(ingestor.lag().values()):,}"
     except OUTAGE_ERRORS:
         lag = "unknown (Redis is unreachable)"
     console.print(
-        f"events {stats.events:,} · applied {stats.applied:,} · duplicates {stats.duplicates:,} · "
+        f"events {stats.events:,} ({rate}) · applied {stats.applied:,} · duplicates {stats.duplicates:,} · "
         f"dead-lettered {stats.dead_lettered:,} · lag {lag}"
     )
 

@@ -468,6 +468,25 @@ def test_lingering_reads_fewer_larger_batches_and_applies_every_event(
     _assert_online_equals_offline(store)
 
 
+def test_ingest_reports_its_counts_and_rate_when_it_stops(
+    example_repo: Path, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    """`skewless ingest --seconds` stops by itself and ends with a line of counts and the rate."""
+    store = _store(example_repo, isolated_redis_url, tmp_path)
+    store.push("transactions", _events(30))  # 30 events and 3 copies
+    result = subprocess.run(
+        [SKEWLESS, "ingest", "--repo", str(example_repo), "--seconds", "1", "--linger", "0.1"],
+        env={**os.environ, **_env(isolated_redis_url, tmp_path), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("events 33 (") and "/s on average) · applied 30 · duplicates 3 · " in last
+    assert last.endswith("dead-lettered 0 · lag 0")
+
+
 def _group_members(store: FeatureStore) -> dict[str, int]:
     """The consumer group's consumers, each with its pending entries."""
     consumers = store.redis.xinfo_consumers("transactions", GROUP)
