@@ -4,8 +4,9 @@ A stream batch of 2,000 events is up to 2,000 script calls per view, each with d
 arguments. Built as Python lists and packed by hiredis, those arguments cost the ingest process
 more time than Redis took to run the scripts. Here polars builds them a column at a time: each
 part of APPLY_SCRIPT's signature (stores/redis_layout.py) is a frame with a row per call, event,
-key or update, already in the Redis protocol, and a call's rows are joined in signature order
-into its command. No Python object per argument; the bytes equal hiredis's packing.
+key or update, already in the Redis protocol; sorted by call and then in signature order, a
+call's rows lie end to end, and its command is their span. No Python object per argument, no
+copy per call; the bytes equal hiredis's packing.
 """
 
 from __future__ import annotations
@@ -141,6 +142,8 @@ def _framed(order: int, *arguments: str | pl.Expr) -> tuple[pl.Expr, pl.Expr]:
 #: its text. The header counts EVALSHA's arguments: the hash, then APPLY_SCRIPT's signature
 #: (stores/redis_layout.py). Built once, at import: they are the same for every batch.
 _SIGNATURE: tuple[tuple[str, tuple[pl.Expr, pl.Expr]], ...] = (
+    # EVALSHA, the hash, numkeys, 2 fixed keys, 7 fixed numbers; a key 3 (KEYS, its expiry's
+    # index and ms), an event 2 (id, deadline), an op 4.
     ("calls", (
         pl.lit(-1, pl.Int8).alias("__seg"),
         pl.format(_HEAD, 12 + 3 * pl.col("__live") + 2 * pl.col("__events") + 4 * pl.col("__ops")).alias("__arg"),
