@@ -99,7 +99,6 @@ class StreamIngestor:
         self.trim_every_s = trim_every_s
         self.dead_letter_max = dead_letter_max
         self.linger_s = linger_s
-        self._read_at: dict[str, float] = {}  # per stream: when a batch short of full was read
         self._next_trim: dict[str, float] = {}  # per stream: when to trim it next
         self._next_mark = 0.0  # when to mark this consumer alive next
         self.executor = IncrementalExecutor(client, project=project)
@@ -143,15 +142,26 @@ class StreamIngestor:
     def _consume(self, until: Callable[[], bool]) -> None:
         """Two stages: while one batch is written to Redis, landed offline and acknowledged (a
         writer thread), the next is read, parsed and prepared. Writes and acks keep their order,
-        and a failed write stops the loop with its error: nothing is acknowledged unwritten."""
+        and a failed write stops the loop with its error: nothing is acknowledged unwritten.
+
+        With ``linger_s``, a batch short of full is followed by a wait until that long after it
+        was read, so that the next gathers what arrives meanwhile: a small batch costs about as
+        much CPU as one of a few hundred events (docs/architecture.md, "Streams"), so at low
+        rates fewer, larger batches cost less, each event waiting up to ``linger_s`` longer."""
+        wake: dict[str, float] = {}  # per stream: when to read after a batch short of full
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="skewless-writer") as writer:
             in_flight: Future[None] | None = None
             while not until():
                 self._mark_alive()
                 for source, plans in self.sources.values():
-                    self._linger(str(source.stream))
+                    stream = str(source.stream)
+                    if stream in wake:
+                        time.sleep(max(0.0, wake.pop(stream) - time.monotonic()))
+                    read_at = time.monotonic()
                     # This consumer's unacknowledged entries include the batch being written.
                     batch = self._prepare(source, plans, own_pending=in_flight is None)
+                    if self.linger_s and batch and len(batch.entries) < self.batch_size:
+                        wake[stream] = read_at + self.linger_s
                     if in_flight is not None:
                         in_flight.result()
                     in_flight = writer.submit(self._finish, batch) if batch else None
@@ -176,16 +186,6 @@ class StreamIngestor:
             self._next_mark = time.monotonic() + 1.0
             for source, _ in self.sources.values():
                 mark_alive(self.client, str(source.stream), self.consumer)
-
-    def _linger(self, stream: str) -> None:
-        """After a batch short of full, wait until ``linger_s`` has passed since it was read,
-        so that the next one gathers what arrives meanwhile. A small batch costs ``ingest``
-        about as much CPU as one of a few hundred events (docs/architecture.md, "Streams"): at
-        low rates fewer, larger batches cost less, and each event waits up to ``linger_s``
-        longer."""
-        read_at = self._read_at.pop(stream, None)
-        if read_at is not None:
-            time.sleep(max(0.0, read_at + self.linger_s - time.monotonic()))
 
     def step(self) -> int:
         """Read, apply and acknowledge one batch per source, without overlap (tests, tools)."""
@@ -248,8 +248,6 @@ class StreamIngestor:
     ) -> _Batch | None:
         """The next batch of ``source``: read, parsed, its writes prepared."""
         entries = self._next_entries(str(source.stream), own_pending=own_pending)
-        if self.linger_s and 0 < len(entries) < self.batch_size:
-            self._read_at[str(source.stream)] = time.monotonic()
         if not entries:
             return None
         frame, bad = parse_entries(source, entries, first_ord=_entry_ord(entries[0][0]))
